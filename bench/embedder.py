@@ -1,0 +1,104 @@
+"""Local embedder throughput and latency against raw onnxruntime on the same input.
+
+Run: .venv/bin/python bench/embedder.py [--chunks 1000]
+Prints a JSON object; figures go to docs/BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from store.embedders.local import LocalEmbedder, default_model_path, default_tokenizer_path
+from store.tokens import TokenCounter
+
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "qa" / "squad-dev" / "corpus.jsonl"
+
+
+def make_chunks(n: int, tokens: int = 300) -> list[str]:
+    """n chunks of about ``tokens`` cl100k tokens of real English prose."""
+    counter = TokenCounter()
+    if CORPUS.exists():
+        texts = [json.loads(line)["text"] for line in CORPUS.open()]
+    else:
+        texts = ["The on-call engineer rotates every Monday and pages the incident lead. " * 8]
+    stream = " ".join(texts).split()
+    chunks: list[str] = []
+    start = 0
+    while len(chunks) < n:
+        words = stream[start : start + 230]
+        if len(words) < 230:
+            start = 0
+            continue
+        chunks.append(counter.trim(" ".join(words), tokens))
+        start += 230
+    return chunks
+
+
+def raw_onnx(chunks: list[str], batch: int = 32) -> float:
+    """The baseline: tokenizer + one InferenceSession run per batch + pooling, nothing else."""
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(default_tokenizer_path()))
+    tok.enable_truncation(max_length=256)
+    tok.enable_padding(pad_id=0, pad_token="[PAD]")
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    sess = ort.InferenceSession(str(default_model_path()), opts, providers=["CPUExecutionProvider"])
+    started = time.perf_counter()
+    for i in range(0, len(chunks), batch):
+        enc = tok.encode_batch(chunks[i : i + batch])
+        ids = np.array([e.ids for e in enc], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in enc], dtype=np.int64)
+        out = sess.run(None, {"input_ids": ids, "attention_mask": mask,
+                              "token_type_ids": np.zeros_like(ids)})[0]
+        (out * mask[..., None]).sum(1)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--chunks", type=int, default=1000)
+    args = parser.parse_args()
+    chunks = make_chunks(args.chunks)
+    counter = TokenCounter()
+    embedder = LocalEmbedder()
+    embedder.load()
+    embedder.embed(chunks[:8])  # warm-up
+    raw_onnx(chunks[:8])
+    raw_seconds = raw_onnx(chunks)
+    started = time.perf_counter()
+    embedder.embed(chunks)
+    ours_seconds = time.perf_counter() - started
+    queries = ["How do I rotate the TLS certificate on the api gateway?"] * 5 + [
+        "who is on call", "what caused OPS-412 and how was it fixed after the 4.3 release?"]
+    latencies = []
+    for _ in range(30):
+        for q in queries:
+            t = time.perf_counter()
+            embedder.embed([q], purpose="query")
+            latencies.append((time.perf_counter() - t) * 1000)
+    latencies.sort()
+    print(json.dumps({
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()} {os.cpu_count()} cores, {platform.python_version()}",
+        "chunks": len(chunks),
+        "mean_tokens_cl100k": round(statistics.mean(counter.count(c) for c in chunks), 1),
+        "kb_chunks_per_s": round(len(chunks) / ours_seconds, 2),
+        "raw_onnxruntime_chunks_per_s": round(len(chunks) / raw_seconds, 2),
+        "ratio_kb_to_raw": round(raw_seconds / ours_seconds, 3),
+        "query_p50_ms": round(latencies[len(latencies) // 2], 2),
+        "query_p95_ms": round(latencies[int(len(latencies) * 0.95)], 2),
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()

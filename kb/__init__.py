@@ -1,0 +1,1 @@
+"""kb-bot's composition root: settings, wiring and the `kb` command line."""

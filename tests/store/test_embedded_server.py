@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from store.db import Database
+
+_HOLDER = textwrap.dedent(
+    """
+    import sys, time, pathlib, psycopg
+    from store.db import start_embedded
+    data, out, release = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[3])
+    url = start_embedded(data)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS shared (who text)")
+        conn.execute("INSERT INTO shared VALUES (%s)", (sys.argv[4],))
+        pid = conn.execute("SELECT pg_backend_pid(), (SELECT count(*) FROM shared)").fetchone()
+        server_pid = (data / "pg" / "postmaster.pid").read_text().split()[0]
+    out.write_text(f"{server_pid} {pid[1]}")
+    deadline = time.time() + 60
+    while not release.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    with psycopg.connect(url, autocommit=True) as conn:
+        count = conn.execute("SELECT count(*) FROM shared").fetchone()[0]
+    out.write_text(out.read_text() + f" {count}")
+    """
+)
+
+
+def _wait_for(path: Path, parts: int, timeout: float = 60) -> list[str]:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if path.exists() and len(path.read_text().split()) >= parts:
+            return path.read_text().split()
+        time.sleep(0.05)
+    raise AssertionError(f"{path} never got {parts} fields")
+
+
+def test_two_processes_on_one_data_dir_share_one_embedded_server(tmp_path: Path) -> None:
+    data = tmp_path / "kb"
+    procs = []
+    outs = [tmp_path / "a.out", tmp_path / "b.out"]
+    releases = [tmp_path / "a.go", tmp_path / "b.go"]
+    procs.append(subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(data), str(outs[0]), str(releases[0]), "bot"]))
+    first = _wait_for(outs[0], 2)
+    procs.append(subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(data), str(outs[1]), str(releases[1]), "daemon"]))
+    second = _wait_for(outs[1], 2)
+    assert first[0] == second[0], "both processes must talk to the same postmaster"
+    assert second[1] == "2", "the second process sees the first one's row"
+    # The first process leaves; the server stays up for the second.
+    releases[0].touch()
+    assert procs[0].wait(60) == 0
+    releases[1].touch()
+    assert procs[1].wait(60) == 0
+    assert _wait_for(outs[1], 3)[2] == "2"
+    # The last one out stops the server.
+    deadline = time.time() + 30
+    while (data / "pg" / "postmaster.pid").exists() and time.time() < deadline:
+        time.sleep(0.1)
+    assert not (data / "pg" / "postmaster.pid").exists()
+
+
+def test_pooled_connections_read_and_write_pgvector_values(db: Database) -> None:
+    with db.connection() as conn:
+        conn.execute("CREATE TABLE v (e vector(3))")
+        conn.execute("INSERT INTO v VALUES (%s)", (np.array([1.0, 2.0, 3.0], dtype=np.float32),))
+        row = conn.execute("SELECT e, e <=> %s AS d FROM v", (np.array([1.0, 2.0, 3.0]),)).fetchone()
+    assert row is not None
+    assert row["e"].to_list() == [1.0, 2.0, 3.0]
+    assert row["d"] == pytest.approx(0.0, abs=1e-6)

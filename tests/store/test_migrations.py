@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+import threading
+
+import psycopg
+import pytest
+
+from kb.errors import EmbedderMismatch, MigrationError
+from store.db import Database
+from store.migrate import applied, available, migrate
+from store.schema import EmbedderIdentity, bind_embedder, bound_embedder
+
+
+def _tables(db: Database) -> set[str]:
+    with db.connection() as conn:
+        rows = conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+            (db.schema,),
+        ).fetchall()
+    return {r["table_name"] for r in rows}
+
+
+def test_migrations_are_numbered_from_one_without_gaps() -> None:
+    numbers = [m.number for m in available()]
+    assert numbers == list(range(1, len(numbers) + 1))
+
+
+@pytest.mark.parametrize("migration", available(), ids=lambda m: f"{m.number:04d}_{m.name}")
+def test_each_migration_applies_on_top_of_the_previous_ones(fresh_schema: Database, migration: object) -> None:
+    number = migration.number  # type: ignore[attr-defined]
+    migrate(fresh_schema, upto=number - 1)
+    done = migrate(fresh_schema, upto=number)
+    assert [m.number for m in done] == [number]
+    assert applied(fresh_schema)[-1] == number
+
+
+def test_migrating_twice_applies_nothing_the_second_time(fresh_schema: Database) -> None:
+    first = migrate(fresh_schema)
+    assert [m.number for m in first] == [m.number for m in available()]
+    assert migrate(fresh_schema) == []
+
+
+def test_first_migration_creates_the_store_tables_and_search_indexes(fresh_schema: Database) -> None:
+    migrate(fresh_schema, upto=1)
+    assert {"artifacts", "chunks", "sync_cursors", "sync_runs", "store_meta"} <= _tables(fresh_schema)
+    with fresh_schema.connection() as conn:
+        indexes = {
+            r["indexname"]: r["indexdef"]
+            for r in conn.execute(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = %s",
+                (fresh_schema.schema,),
+            )
+        }
+    assert "USING gin (tsv)" in indexes["chunks_tsv_gin"]
+
+
+def test_artifact_ids_must_carry_their_source_prefix(db: Database) -> None:
+    with pytest.raises(psycopg.errors.CheckViolation), db.connection() as conn:
+        conn.execute(
+            "INSERT INTO artifacts (artifact_id, source, scope_key, title, url, version,"
+            " content_hash, body) VALUES ('OPS-1', 'jira', 'OPS', 't', 'u', '1', 'h', 'b')"
+        )
+
+
+def test_two_starters_migrating_at_once_apply_each_migration_once(fresh_schema: Database) -> None:
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            migrate(fresh_schema)
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert applied(fresh_schema) == [m.number for m in available()]
+
+
+def test_a_failing_migration_names_its_file_and_leaves_the_schema_unchanged(
+    fresh_schema: Database,
+) -> None:
+    migrate(fresh_schema, upto=1)
+    with fresh_schema.connection() as conn:
+        conn.execute("CREATE TABLE sync_requests (clash integer)")
+    if len(available()) < 2:
+        pytest.skip("needs a second migration to collide with")
+    with pytest.raises(MigrationError, match=r"0002_"):
+        migrate(fresh_schema)
+    assert applied(fresh_schema) == [1]
+
+
+def test_binding_an_embedder_fixes_the_dimension_and_builds_the_hnsw_index(db: Database) -> None:
+    bind_embedder(db, EmbedderIdentity("local:test", 3))
+    with db.connection() as conn:
+        indexdef = conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = %s AND indexname = %s",
+            (db.schema, "chunks_embedding_hnsw"),
+        ).fetchone()
+        column = conn.execute(
+            "SELECT format_type(atttypid, atttypmod) AS t FROM pg_attribute "
+            "WHERE attrelid = 'chunks'::regclass AND attname = 'embedding'"
+        ).fetchone()
+    assert indexdef is not None and "hnsw" in indexdef["indexdef"]
+    assert column is not None and column["t"] == "vector(3)"
+    assert bound_embedder(db) == EmbedderIdentity("local:test", 3)
+
+
+def test_a_store_refuses_vectors_from_another_embedder(db: Database) -> None:
+    bind_embedder(db, EmbedderIdentity("local:test", 3))
+    bind_embedder(db, EmbedderIdentity("local:test", 3))  # same embedder: fine
+    with pytest.raises(EmbedderMismatch, match=r"local:test \(3 dimensions\).*openai:x \(5"):
+        bind_embedder(db, EmbedderIdentity("openai:x", 5))
