@@ -53,8 +53,18 @@ def main() -> None:
                 " content_hash, body) FROM STDIN"
             ) as copy:
                 for a in range(0, args.chunks, per_artifact):
-                    copy.write_row((f"confluence:{a}", "confluence", "ENG", f"Page {a}",
-                                    f"https://x/{a}", "1", "h", ""))
+                    copy.write_row(
+                        (
+                            f"confluence:{a}",
+                            "confluence",
+                            "ENG",
+                            f"Page {a}",
+                            f"https://x/{a}",
+                            "1",
+                            "h",
+                            "",
+                        )
+                    )
             with cur.copy(
                 "COPY chunks (artifact_id, ord, source, scope_key, title, text, token_count,"
                 " embedding) FROM STDIN WITH (FORMAT BINARY)"
@@ -62,8 +72,18 @@ def main() -> None:
                 copy.set_types(["text", "int4", "text", "text", "text", "text", "int4", "vector"])
                 for i, vec in enumerate(vectors):
                     a = i - i % per_artifact
-                    copy.write_row((f"confluence:{a}", i % per_artifact, "confluence", "ENG",
-                                    f"Page {a}", f"chunk {i} text", 300, vec))
+                    copy.write_row(
+                        (
+                            f"confluence:{a}",
+                            i % per_artifact,
+                            "confluence",
+                            "ENG",
+                            f"Page {a}",
+                            f"chunk {i} text",
+                            300,
+                            vec,
+                        )
+                    )
         copy_seconds = time.perf_counter() - started
         queries = clustered_vectors(args.queries, rng)
         latencies: list[float] = []
@@ -71,8 +91,12 @@ def main() -> None:
         exact_ms: list[float] = []
         with db.connection() as conn:
             conn.execute("SET hnsw.ef_search = 64")
-            ids = np.array([r["chunk_id"] for r in conn.execute(
-                "SELECT chunk_id FROM chunks ORDER BY chunk_id")])
+            ids = np.array(
+                [
+                    r["chunk_id"]
+                    for r in conn.execute("SELECT chunk_id FROM chunks ORDER BY chunk_id")
+                ]
+            )
             for q in queries:
                 t = time.perf_counter()
                 rows = conn.execute(
@@ -85,17 +109,22 @@ def main() -> None:
                 recalls.append(len(exact & {r["chunk_id"] for r in rows}) / 10)
         latencies.sort()
         exact_ms.sort()
-        print(json.dumps({
-            "date": time.strftime("%Y-%m-%d"),
-            "machine": f"{platform.machine()} {os.cpu_count()} cores",
-            "chunks": args.chunks,
-            "copy_seconds_with_hnsw_index": round(copy_seconds, 1),
-            "copy_chunks_per_s": round(args.chunks / copy_seconds),
-            "hnsw_top10_p50_ms": round(latencies[len(latencies) // 2], 2),
-            "hnsw_top10_p95_ms": round(latencies[int(len(latencies) * 0.95)], 2),
-            "exact_numpy_p50_ms": round(exact_ms[len(exact_ms) // 2], 2),
-            "recall_at_10_vs_exact": round(float(np.mean(recalls)), 4),
-        }, indent=2))
+        print(
+            json.dumps(
+                {
+                    "date": time.strftime("%Y-%m-%d"),
+                    "machine": f"{platform.machine()} {os.cpu_count()} cores",
+                    "chunks": args.chunks,
+                    "copy_seconds_with_hnsw_index": round(copy_seconds, 1),
+                    "copy_chunks_per_s": round(args.chunks / copy_seconds),
+                    "hnsw_top10_p50_ms": round(latencies[len(latencies) // 2], 2),
+                    "hnsw_top10_p95_ms": round(latencies[int(len(latencies) * 0.95)], 2),
+                    "exact_numpy_p50_ms": round(exact_ms[len(exact_ms) // 2], 2),
+                    "recall_at_10_vs_exact": round(float(np.mean(recalls)), 4),
+                },
+                indent=2,
+            )
+        )
     finally:
         db.drop_schema()
         db.close()

@@ -68,6 +68,7 @@ CREATE TABLE sync_runs (
     synced      integer NOT NULL DEFAULT 0,
     unchanged   integer NOT NULL DEFAULT 0,
     deleted     integer NOT NULL DEFAULT 0,
+    skipped     integer NOT NULL DEFAULT 0,
     failed      integer NOT NULL DEFAULT 0,
     errors      jsonb NOT NULL DEFAULT '[]'::jsonb
 );

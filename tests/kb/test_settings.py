@@ -29,10 +29,12 @@ def test_defaults_need_no_settings_at_all() -> None:
 
 
 def test_channel_scopes_map_channels_and_fall_back_to_the_default() -> None:
-    settings = load_settings({
-        "KB_CHANNEL_SCOPES": "C0123=confluence:ENG,jira:OPS;C0456=*",
-        "KB_DEFAULT_SCOPE": "confluence:PUBLIC",
-    })
+    settings = load_settings(
+        {
+            "KB_CHANNEL_SCOPES": "C0123=confluence:ENG,jira:OPS;C0456=*",
+            "KB_DEFAULT_SCOPE": "confluence:PUBLIC",
+        }
+    )
     assert settings.scope_for("C0123") == Scope(frozenset({"confluence:ENG", "jira:OPS"}))
     assert settings.scope_for("C0456").is_everything
     assert settings.scope_for("C9999") == Scope(frozenset({"confluence:PUBLIC"}))
@@ -66,7 +68,9 @@ def test_confluence_cloud_uses_email_and_data_center_uses_a_bearer_token() -> No
         ({"JIRA_PROJECTS": "OPS", "JIRA_JQL": "project = OPS"}, "JIRA_JQL", "not both"),
     ],
 )
-def test_a_bad_setting_is_named_with_what_is_wrong(env: dict[str, str], key: str, problem: str) -> None:
+def test_a_bad_setting_is_named_with_what_is_wrong(
+    env: dict[str, str], key: str, problem: str
+) -> None:
     with pytest.raises(SettingsError) as caught:
         load_settings(env)
     assert caught.value.key == key
@@ -84,7 +88,10 @@ def test_the_command_line_stops_with_one_line_naming_the_key(tmp_path: Path) -> 
     result = subprocess.run(
         [sys.executable, "-m", "kb.cli", "migrate"],
         env={"KB_SYNC_EVERY": "soon", "PATH": "/usr/bin:/bin"},
-        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
@@ -97,7 +104,10 @@ def test_a_dotenv_file_is_read_and_the_environment_wins(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "kb.cli", "migrate"],
         env={"PORT": "99999", "PATH": "/usr/bin:/bin"},
-        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2
     assert "PORT: must be a TCP port" in result.stderr

@@ -15,7 +15,7 @@ _HOLDER = textwrap.dedent(
     """
     import sys, time, pathlib, psycopg
     from store.db import start_embedded
-    data, out, release = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[3])
+    data, out, release = (pathlib.Path(a) for a in sys.argv[1:4])
     url = start_embedded(data)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS shared (who text)")
@@ -47,11 +47,17 @@ def test_two_processes_on_one_data_dir_share_one_embedded_server(tmp_path: Path)
     procs = []
     outs = [tmp_path / "a.out", tmp_path / "b.out"]
     releases = [tmp_path / "a.go", tmp_path / "b.go"]
-    procs.append(subprocess.Popen(
-        [sys.executable, "-c", _HOLDER, str(data), str(outs[0]), str(releases[0]), "bot"]))
+    procs.append(
+        subprocess.Popen(
+            [sys.executable, "-c", _HOLDER, str(data), str(outs[0]), str(releases[0]), "bot"]
+        )
+    )
     first = _wait_for(outs[0], 2)
-    procs.append(subprocess.Popen(
-        [sys.executable, "-c", _HOLDER, str(data), str(outs[1]), str(releases[1]), "daemon"]))
+    procs.append(
+        subprocess.Popen(
+            [sys.executable, "-c", _HOLDER, str(data), str(outs[1]), str(releases[1]), "daemon"]
+        )
+    )
     second = _wait_for(outs[1], 2)
     assert first[0] == second[0], "both processes must talk to the same postmaster"
     assert second[1] == "2", "the second process sees the first one's row"
@@ -72,7 +78,9 @@ def test_pooled_connections_read_and_write_pgvector_values(db: Database) -> None
     with db.connection() as conn:
         conn.execute("CREATE TABLE v (e vector(3))")
         conn.execute("INSERT INTO v VALUES (%s)", (np.array([1.0, 2.0, 3.0], dtype=np.float32),))
-        row = conn.execute("SELECT e, e <=> %s AS d FROM v", (np.array([1.0, 2.0, 3.0]),)).fetchone()
+        row = conn.execute(
+            "SELECT e, e <=> %s AS d FROM v", (np.array([1.0, 2.0, 3.0]),)
+        ).fetchone()
     assert row is not None
     assert row["e"].to_list() == [1.0, 2.0, 3.0]
     assert row["d"] == pytest.approx(0.0, abs=1e-6)

@@ -26,7 +26,9 @@ def test_migrations_are_numbered_from_one_without_gaps() -> None:
 
 
 @pytest.mark.parametrize("migration", available(), ids=lambda m: f"{m.number:04d}_{m.name}")
-def test_each_migration_applies_on_top_of_the_previous_ones(fresh_schema: Database, migration: object) -> None:
+def test_each_migration_applies_on_top_of_the_previous_ones(
+    fresh_schema: Database, migration: object
+) -> None:
     number = migration.number  # type: ignore[attr-defined]
     migrate(fresh_schema, upto=number - 1)
     done = migrate(fresh_schema, upto=number)
@@ -40,9 +42,13 @@ def test_migrating_twice_applies_nothing_the_second_time(fresh_schema: Database)
     assert migrate(fresh_schema) == []
 
 
-def test_first_migration_creates_the_store_tables_and_search_indexes(fresh_schema: Database) -> None:
+def test_first_migration_creates_the_store_tables_and_search_indexes(
+    fresh_schema: Database,
+) -> None:
     migrate(fresh_schema, upto=1)
-    assert {"artifacts", "chunks", "sync_cursors", "sync_runs", "store_meta"} <= _tables(fresh_schema)
+    assert {"artifacts", "chunks", "sync_cursors", "sync_runs", "store_meta"} <= _tables(
+        fresh_schema
+    )
     with fresh_schema.connection() as conn:
         indexes = {
             r["indexname"]: r["indexdef"]

@@ -37,7 +37,11 @@ def test_similar_questions_are_closer_than_unrelated_ones(embedder: LocalEmbedde
 
 
 def test_a_batch_gives_the_same_vectors_as_one_text_at_a_time(embedder: LocalEmbedder) -> None:
-    texts = ["short", "a much longer sentence about the on-call rotation " * 5, "medium length text"]
+    texts = [
+        "short",
+        "a much longer sentence about the on-call rotation " * 5,
+        "medium length text",
+    ]
     batch = embedder.embed(texts)
     singles = np.stack([embedder.embed([t])[0] for t in texts])
     assert np.allclose(batch, singles, atol=1e-4)
@@ -61,5 +65,5 @@ def test_a_corrupt_tokenizer_file_is_refused_at_load(tmp_path: Path) -> None:
 
 
 def test_a_missing_model_file_is_reported_with_its_path(tmp_path: Path) -> None:
-    with pytest.raises(ModelFileError, match="model file .*missing"):
+    with pytest.raises(ModelFileError, match=r"model file .*missing"):
         LocalEmbedder(model_path=tmp_path / "nope.onnx").embed(["x"])

@@ -38,15 +38,23 @@ def _vector(text: str) -> list[float]:
 
 def _embeddings_api(request: Request) -> Response:
     texts = request.json()["input"]
-    data = [{"object": "embedding", "index": i, "embedding": _vector(t)} for i, t in enumerate(texts)]
+    data = [
+        {"object": "embedding", "index": i, "embedding": _vector(t)} for i, t in enumerate(texts)
+    ]
     data.reverse()  # servers may answer out of order; `index` is what counts
     return Response(200, {"object": "list", "data": data, "model": request.json()["model"]})
 
 
 def test_openai_compatible_batches_and_keeps_input_order() -> None:
     with serve(_embeddings_api) as server:
-        embedder = make(OpenAIEmbedder, base_url=server.url + "/v1", model="nomic-embed-text",
-                                  api_key="sk-test-123456", batch_size=2, policy=FAST)
+        embedder = make(
+            OpenAIEmbedder,
+            base_url=server.url + "/v1",
+            model="nomic-embed-text",
+            api_key="sk-test-123456",
+            batch_size=2,
+            policy=FAST,
+        )
         vectors = embedder.embed(["a", "b", "c", "d", "e"])
     assert len(server.requests) == 3
     assert [r.json()["input"] for r in server.requests] == [["a", "b"], ["c", "d"], ["e"]]
@@ -58,7 +66,9 @@ def test_openai_compatible_batches_and_keeps_input_order() -> None:
 
 def test_unknown_model_dimension_is_learned_from_the_server() -> None:
     with serve(_embeddings_api) as server:
-        embedder = make(OpenAIEmbedder, base_url=server.url, model="local-model", api_key=None, policy=FAST)
+        embedder = make(
+            OpenAIEmbedder, base_url=server.url, model="local-model", api_key=None, policy=FAST
+        )
         assert embedder.identity.dimension == 8
         assert embedder.identity.name == "openai:local-model"
     assert "authorization" not in server.requests[0].headers
@@ -66,7 +76,9 @@ def test_unknown_model_dimension_is_learned_from_the_server() -> None:
 
 def test_voyage_says_whether_it_embeds_documents_or_a_query() -> None:
     with serve(_embeddings_api) as server:
-        embedder = make(VoyageEmbedder, base_url=server.url, model="voyage-x", api_key="pa-k", policy=FAST)
+        embedder = make(
+            VoyageEmbedder, base_url=server.url, model="voyage-x", api_key="pa-k", policy=FAST
+        )
         embedder.embed(["doc"])
         embedder.embed(["question?"], purpose="query")
     assert [r.json()["input_type"] for r in server.requests] == ["document", "query"]
@@ -82,7 +94,9 @@ def test_429_is_retried_after_the_servers_retry_after() -> None:
         return _embeddings_api(request)
 
     with serve(limited) as server:
-        embedder = make(VoyageEmbedder, base_url=server.url, model="voyage-x", api_key="pa-k", policy=FAST)
+        embedder = make(
+            VoyageEmbedder, base_url=server.url, model="voyage-x", api_key="pa-k", policy=FAST
+        )
         started = time.monotonic()
         vectors = embedder.embed(["x"])
         waited = time.monotonic() - started
@@ -93,7 +107,9 @@ def test_429_is_retried_after_the_servers_retry_after() -> None:
 
 def test_a_server_that_keeps_answering_429_gives_a_rate_limit_error() -> None:
     with serve(lambda r: Response(429, {}, {"Retry-After": "0"})) as server:
-        embedder = make(VoyageEmbedder, base_url=server.url, model="voyage-x", api_key="pa-k", policy=FAST)
+        embedder = make(
+            VoyageEmbedder, base_url=server.url, model="voyage-x", api_key="pa-k", policy=FAST
+        )
         with pytest.raises(RateLimited, match="Voyage AI kept answering HTTP 429 after 3 attempts"):
             embedder.embed(["x"])
     assert len(server.requests) == 3
@@ -113,8 +129,9 @@ def test_5xx_is_retried_then_succeeds() -> None:
 
 def test_a_refused_key_names_the_setting_and_never_the_key() -> None:
     with serve(lambda r: Response(401, {"detail": "bad key"})) as server:
-        embedder = make(VoyageEmbedder, base_url=server.url, model="v", api_key="pa-secret-value",
-                                  policy=FAST)
+        embedder = make(
+            VoyageEmbedder, base_url=server.url, model="v", api_key="pa-secret-value", policy=FAST
+        )
         with pytest.raises(AuthError) as caught:
             embedder.embed(["x"])
     assert "VOYAGE_API_KEY" in str(caught.value)
@@ -141,6 +158,8 @@ def test_malformed_answers_are_reported_not_stored(answer: Response, message: st
 
 
 def test_an_unreachable_server_is_reported_after_retries() -> None:
-    embedder = make(OpenAIEmbedder, base_url="http://127.0.0.1:9", model="m", api_key="k", policy=FAST)
+    embedder = make(
+        OpenAIEmbedder, base_url="http://127.0.0.1:9", model="m", api_key="k", policy=FAST
+    )
     with pytest.raises(RemoteError, match="could not be reached after 3 attempts"):
         embedder.embed(["x"])

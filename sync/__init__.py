@@ -1,0 +1,1 @@
+"""Confluence and Jira clients, content conversion, chunking, the sync engine and webhooks."""
