@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     args = parser.parse_args()
     rng = np.random.default_rng(7)
-    url = os.environ.get("KB_BENCH_DATABASE_URL") or start_embedded(Path(tempfile.mkdtemp()))
+    url = os.environ.get("KB_BENCH_DATABASE_URL") or start_embedded(Path(tempfile.mkdtemp()), ephemeral=True)
     db = Database.open(url, schema=f"bench_{uuid.uuid4().hex[:8]}")
     try:
         migrate(db)

