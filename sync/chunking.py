@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from store.tokens import TokenCounter
 
 _HEADING = re.compile(r"^(#{1,6})\s+(.*\S)\s*$")
+_FENCE = re.compile(r"^(`{3,})")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
 
 
@@ -150,10 +151,14 @@ def _paragraphs(text: str) -> list[str]:
     """Blank-line separated paragraphs, keeping fenced code blocks whole."""
     out: list[str] = []
     buf: list[str] = []
-    in_fence = False
+    fence = ""  # the opening fence while inside a code block; a longer fence nests shorter ones
     for line in text.splitlines():
-        if line.strip().startswith("```"):
-            in_fence = not in_fence
+        marker = _FENCE.match(line.strip())
+        if marker and not fence:
+            fence = marker.group(1)
+        elif marker and len(marker.group(1)) >= len(fence) and set(line.strip()) == {"`"}:
+            fence = ""  # only a bare fence at least as long as the opening one closes it
+        in_fence = bool(fence) or bool(marker)
         if not line.strip() and not in_fence:
             if buf:
                 out.append("\n".join(buf).strip("\n"))

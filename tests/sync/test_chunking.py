@@ -56,3 +56,9 @@ def test_a_paragraph_longer_than_a_chunk_is_split_without_losing_words(chunker: 
 
 def test_empty_text_gives_no_chunks(chunker: Chunker) -> None:
     assert chunker.split("") == []
+
+
+def test_a_longer_fence_keeps_inner_backtick_lines_inside_the_block(chunker: Chunker) -> None:
+    code = "````markdown\nExample:\n\n```\nnested\n```\n\nstill code\n````"
+    chunks = chunker.split("# Docs\n\n" + code + "\n\nAfter.")
+    assert code in chunks[0].text

@@ -1,0 +1,1 @@
+"""Chat platforms (Slack, later Teams) and the answer flow they share."""
