@@ -53,7 +53,7 @@ class SourceConnector(Protocol):
     def source(self) -> SourceName: ...
 
     def scopes(self) -> tuple[str, ...]:
-        """The configured space keys or project keys (or ``JQL`` for a JIRA_JQL setup)."""
+        """The configured space keys or project keys (``*``: the whole source, for JIRA_JQL)."""
         ...
 
     def changed(

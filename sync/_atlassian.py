@@ -1,0 +1,286 @@
+"""Plumbing shared by the Confluence and Jira clients: one httpx client per site, JSON access.
+
+Everything that talks HTTP goes through :class:`AtlassianHttp`, which uses :func:`kb.http.send`
+for retries (429 with ``Retry-After``, 5xx, timeouts) and turns every other surprise into a
+:class:`~kb.errors.BadResponse` naming the service and the path. Credentials live only inside an
+``httpx.Auth`` object: never in a URL, a log line or an exception.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import httpx
+
+from kb.errors import AuthError, BadResponse, KbError
+from kb.http import RetryPolicy, json_body, send
+from kb.settings import AtlassianSite, Secret
+from sync.source import FetchFailure, SourceDocument
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Item = SourceDocument | FetchFailure
+_MAX_DETAIL = 300
+
+
+class _BearerAuth(httpx.Auth):
+    """Data Center personal access token; the value is read only when a request is sent."""
+
+    def __init__(self, token: Secret) -> None:
+        self._token = token
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = f"Bearer {self._token.reveal()}"
+        yield request
+
+
+class AtlassianHttp:
+    """One site's HTTP client: auth, timeouts, retries and error wording in one place."""
+
+    def __init__(
+        self,
+        site: AtlassianSite,
+        *,
+        service: str,
+        setting_prefix: str,
+        transport: httpx.BaseTransport | None,
+        policy: RetryPolicy,
+        timeout: float,
+    ) -> None:
+        self.service = service
+        self.policy = policy
+        # Cloud needs both the email and the token right; a Data Center PAT stands alone.
+        self.credentials_setting = (
+            f"{setting_prefix}_API_TOKEN / {setting_prefix}_EMAIL"
+            if site.email is not None
+            else f"{setting_prefix}_API_TOKEN"
+        )
+        self.base_setting = f"{setting_prefix}_BASE_URL"
+        auth: httpx.Auth = (
+            httpx.BasicAuth(site.email, site.token.reveal())
+            if site.email is not None
+            else _BearerAuth(site.token)
+        )
+        self.origin = origin_of(site.base_url)
+        self._client = httpx.Client(
+            auth=auth,
+            transport=transport,
+            timeout=httpx.Timeout(timeout),
+            # A redirect almost always means a wrong base URL (http vs https, a missing
+            # context path); say so instead of following it with credentials attached.
+            follow_redirects=False,
+            headers={"Accept": "application/json", "User-Agent": "kb-bot"},
+        )
+
+    def get(self, url: str, params: Mapping[str, str] | None = None) -> Any:
+        return self._call("GET", url, params=params, body=None, missing_ok=False)
+
+    def get_or_none(self, url: str, params: Mapping[str, str] | None = None) -> Any | None:
+        """Like :meth:`get`, but ``None`` when the resource does not exist (HTTP 404)."""
+        return self._call("GET", url, params=params, body=None, missing_ok=True)
+
+    def post(self, url: str, body: Mapping[str, Any]) -> Any:
+        return self._call("POST", url, params=None, body=body, missing_ok=False)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _call(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, str] | None,
+        body: Mapping[str, Any] | None,
+        missing_ok: bool,
+    ) -> Any | None:
+        def once() -> httpx.Response:
+            return self._client.request(method, url, params=params, json=body)
+
+        response = send(
+            once,
+            service=self.service,
+            credentials_setting=self.credentials_setting,
+            policy=self.policy,
+        )
+        status = response.status_code
+        path = response.request.url.path
+        log.debug("%s %s %s -> HTTP %s", self.service, method, path, status)
+        if status == 404 and missing_ok:
+            return None
+        if 300 <= status < 400:
+            raise BadResponse(
+                f"{self.service} redirected {path} elsewhere (HTTP {status}); "
+                f"check {self.base_setting}",
+                status=status,
+            )
+        if status >= 400:
+            detail = error_detail(response)
+            raise BadResponse(
+                f"{self.service} answered HTTP {status} for {path}"
+                + (f": {detail}" if detail else ""),
+                status=status,
+            )
+        try:
+            return json_body(response, service=self.service)
+        except BadResponse as exc:
+            raise BadResponse(f"{exc} for {path}", status=exc.status) from None
+
+
+def error_detail(response: httpx.Response) -> str:
+    """The human part of an Atlassian error body (v2 ``errors``, v1 ``message``, Jira
+    ``errorMessages``), shortened; empty when the body says nothing useful."""
+    try:
+        payload = response.json()
+    except ValueError:
+        return ""
+    data = as_map(payload)
+    parts: list[str] = []
+    for error in as_list(data.get("errors")):
+        entry = as_map(error)
+        text = as_str(entry.get("detail")) or as_str(entry.get("title"))
+        if text:
+            parts.append(text)
+    parts.extend(m for m in (as_str(v) for v in as_list(data.get("errorMessages"))) if m)
+    for field, message in as_map(data.get("errors")).items():
+        if as_str(message):
+            parts.append(f"{field}: {message}")
+    if not parts and as_str(data.get("message")):
+        parts.append(str(data["message"]))
+    return "; ".join(parts)[:_MAX_DETAIL]
+
+
+def origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def resolve_link(base: str, link: str, *, service: str) -> str:
+    """An absolute URL for a ``_links.next``-style link.
+
+    v2 links are relative to the site root and start with the base's own path (``/wiki/api/v2``);
+    v1 links are relative to the base (``/rest/api/...``). An absolute link must stay on the
+    base's host, or the client would hand its credentials to another server.
+    """
+    base = base.rstrip("/")
+    origin = origin_of(base)
+    if "://" in link:
+        if origin_of(link) != origin:
+            raise BadResponse(f"{service} sent a paging link to another host ({origin_of(link)})")
+        return link
+    if not link.startswith("/"):
+        link = "/" + link
+    prefix = urlsplit(base).path.rstrip("/")
+    if prefix and (link == prefix or link.startswith(prefix + "/")):
+        return origin + link
+    return base + link
+
+
+def in_pool(
+    pool: ThreadPoolExecutor, items: Iterable[T], work: Callable[[T], Item | None]
+) -> Iterator[Item]:
+    """Run ``work`` over ``items`` with the pool's bounded concurrency, yielding in item order.
+
+    Order matters: incremental results come oldest first and the engine advances its cursor
+    item by item. ``None`` results (an item that vanished mid-run) are dropped.
+    """
+    futures = [pool.submit(work, item) for item in items]
+    try:
+        for future in futures:
+            result = future.result()
+            if result is not None:
+                yield result
+    finally:
+        for future in futures:
+            future.cancel()
+
+
+def attempt(artifact_id: str, produce: Callable[[], SourceDocument | None]) -> Item | None:
+    """``produce()``, or a FetchFailure when this one item could not be fetched or converted.
+
+    Credentials errors are not about the item: they stop the run.
+    """
+    try:
+        return produce()
+    except AuthError:
+        raise
+    except Exception as exc:  # one bad page or issue must not stop the run
+        reason = describe(exc)
+        log.warning("%s was skipped: %s", artifact_id, reason)
+        return FetchFailure(artifact_id=artifact_id, error=reason)
+
+
+def describe(exc: BaseException) -> str:
+    text = str(exc)
+    if isinstance(exc, KbError):
+        return text[:500] or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:500]
+
+
+# --- JSON access: payloads are untrusted, so every read says what it expects ---------------
+
+
+def as_map(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def as_list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def as_str(value: object) -> str | None:
+    """A non-empty string, or an integer id as text; None otherwise."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    return None
+
+
+def as_int(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+def parse_time(value: object) -> datetime | None:
+    """ISO 8601 (``...Z``, ``...-0600``) or epoch milliseconds, as an aware datetime."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return datetime.fromtimestamp(value / 1000, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    text = as_str(value)
+    if text is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def as_utc(moment: datetime) -> datetime:
+    """Naive datetimes are taken as UTC, the engine's convention."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def load_json_text(text: str) -> Any:
+    """A JSON document embedded as a string (v2 ``atlas_doc_format`` bodies)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise BadResponse("an embedded JSON document is malformed") from None
