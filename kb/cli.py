@@ -27,13 +27,58 @@ def cmd_migrate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
+    import json
+
+    from kb.evaluation import evaluate, format_report, json_view, load_queries
+    from store.search import Mode
+    from store.tokens import TokenCounter
+
+    queries = load_queries(args.queries, args.qrels, args.limit)
+    modes: list[Mode] = ["hybrid", "vector", "keyword"] if args.mode == "all" else [args.mode]
+    results = evaluate(
+        wiring.database_url(settings),
+        wiring.build_embedder(settings),
+        TokenCounter(),
+        args.corpus,
+        queries,
+        modes,
+        k=args.k,
+    )
+    for result in results:
+        print(json.dumps(json_view(result)) if args.json else format_report(result, args.k))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kb", description="kb-bot: answers from Confluence and Jira, with sources."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("migrate", help="apply pending schema migrations").set_defaults(run=cmd_migrate)
+
+    ev = sub.add_parser("eval", help="measure retrieval on a BEIR-layout data set (no model calls)")
+    ev.add_argument("--corpus", type=Path, required=True, help="corpus.jsonl (_id, title, text)")
+    ev.add_argument(
+        "--queries", type=Path, required=True, help="queries.jsonl (_id, text, answers)"
+    )
+    ev.add_argument("--qrels", type=Path, required=True, help="qrels.tsv (query_id, passage_id)")
+    ev.add_argument("--k", type=_positive, default=5, help="cut-off for the printed report")
+    ev.add_argument("--limit", type=_positive, help="evaluate only the first N judged queries")
+    ev.add_argument("--mode", choices=["hybrid", "vector", "keyword", "all"], default="hybrid")
+    ev.add_argument("--json", action="store_true", help="print one JSON object per mode")
+    ev.set_defaults(run=cmd_eval)
     return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

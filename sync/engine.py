@@ -25,6 +25,7 @@ from store import artifacts, sync_state
 from store.artifacts import ArtifactRow, ChunkRow
 from store.db import Database
 from store.embedders import Embedder
+from store.search import refresh_term_stats
 from store.sync_state import RunCounts
 from sync.chunking import Chunker
 from sync.source import FetchFailure, SourceConnector, SourceDocument
@@ -187,6 +188,8 @@ class SyncEngine:
             "failed" if tally.listing_failed else "partial" if counts.failed else "ok"
         )
         with self._db.connection() as conn:
+            if counts.synced or counts.deleted:
+                refresh_term_stats(conn)
             sync_state.finish_run(conn, run_id, status, counts, tally.errors)
             if status == "ok":
                 sync_state.record_success(conn, source, run_id)

@@ -47,6 +47,19 @@ CREATE TABLE chunks (
 CREATE INDEX chunks_tsv_gin ON chunks USING gin (tsv);
 CREATE INDEX chunks_by_scope ON chunks (source, scope_key);
 
+-- Document frequencies of the chunks' lexemes, for BM25 scoring of keyword matches
+-- (Postgres full-text ranking has no IDF). Recomputed after sync runs that changed content.
+CREATE TABLE term_stats (
+    lexeme text PRIMARY KEY,
+    ndoc   integer NOT NULL
+);
+CREATE TABLE corpus_stats (
+    singleton   boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    chunks      integer NOT NULL,
+    avg_length  double precision NOT NULL,
+    computed_at timestamptz NOT NULL DEFAULT now()
+);
+
 CREATE TABLE sync_cursors (
     source     text NOT NULL,
     scope_key  text NOT NULL,
