@@ -134,7 +134,9 @@ def _score(unit: _Unit, weight: dict[str, float], average: float) -> float:
         score *= min(1.0, words / SHORT_UNIT)
         if words < SHORT_UNIT and unit.text[-1] not in ".!?:":
             score *= 0.5
-    return score * (1.0 - 0.04 * unit.rank)
+    # Retrieval already weighed every passage against the question with more signals than
+    # word overlap; a lower-ranked passage needs clearly better words to be quoted first.
+    return score / (1.0 + 0.35 * unit.rank)
 
 
 def _idf(df: int, n: int) -> float:

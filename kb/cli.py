@@ -50,12 +50,52 @@ def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
+    from kb.commands import run_sync
+
+    return run_sync(settings, args.source, args.scope or [], args.full, sys.stdout)
+
+
+def cmd_ask(settings: Settings, args: argparse.Namespace) -> int:
+    from kb.commands import run_ask
+
+    return run_ask(settings, args.question, args.channel, args.json)
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from kb.demo import prompt_lines, run_demo
+
+    interactive = not args.question and sys.stdin.isatty()
+    questions = args.question or (prompt_lines() if interactive else sys.stdin)
+    return run_demo(settings, questions, sys.stdout, interactive=interactive)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kb", description="kb-bot: answers from Confluence and Jira, with sources."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("migrate", help="apply pending schema migrations").set_defaults(run=cmd_migrate)
+
+    demo = sub.add_parser(
+        "demo", help="sync the bundled sample knowledge base and answer questions (offline)"
+    )
+    demo.add_argument(
+        "-q", "--question", action="append", help="ask this instead of prompting (repeatable)"
+    )
+    demo.set_defaults(run=cmd_demo)
+
+    sync = sub.add_parser("sync", help="one sync run in the foreground")
+    sync.add_argument("--source", choices=["confluence", "jira", "all"], default="all")
+    sync.add_argument("--scope", nargs="+", metavar="KEY", help="only these spaces/projects")
+    sync.add_argument("--full", action="store_true", help="full reconciliation (finds deletions)")
+    sync.set_defaults(run=cmd_sync)
+
+    ask = sub.add_parser("ask", help="one answer through the same pipeline the bot uses")
+    ask.add_argument("question")
+    ask.add_argument("--channel", help="answer with this Slack channel's scope")
+    ask.add_argument("--json", action="store_true", help="print {answer, cached, sources}")
+    ask.set_defaults(run=cmd_ask)
 
     ev = sub.add_parser("eval", help="measure retrieval on a BEIR-layout data set (no model calls)")
     ev.add_argument("--corpus", type=Path, required=True, help="corpus.jsonl (_id, title, text)")

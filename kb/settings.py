@@ -81,6 +81,7 @@ class Settings:
     openai_api_key: Secret | None
     openai_base_url: str | None
     log_level: str
+    cache_backend: str = "disk"
 
     def scope_for(self, channel: str | None) -> Scope:
         if channel is None:
@@ -164,6 +165,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         log_level=r.choice(
             "KB_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO", upper=True
         ),
+        cache_backend=r.choice("KB_CACHE", ("disk", "postgres"), "disk"),
     )
 
 

@@ -8,9 +8,16 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
+from bot.answerer import Answerer, ClaudeAnswerer, make_client
+from bot.answers import Turn
+from bot.condense import condense, condense_without_model
+from bot.extractive import ExtractiveAnswerer
+from bot.flow import Condenser, Flow
 from kb.settings import Settings
+from store.cache import AnswerCache, DiskAnswerCache, PostgresAnswerCache, StoreHashes
 from store.db import Database, start_embedded
 from store.embedders import Embedder
 from store.embedders.local import LocalEmbedder
@@ -18,6 +25,13 @@ from store.embedders.memo import MemoEmbedder
 from store.embedders.remote import OpenAIEmbedder, VoyageEmbedder
 from store.migrate import migrate
 from store.schema import bind_embedder
+from store.search import Retriever
+from store.tokens import TokenCounter
+from sync.chunking import Chunker
+from sync.confluence import ConfluenceConnector
+from sync.engine import ChangeListener, SyncEngine
+from sync.jira import JiraConnector
+from sync.source import SourceConnector
 
 DEFAULT_EMBED_MODELS = {"voyage": "voyage-3.5", "openai": "text-embedding-3-small"}
 
@@ -128,3 +142,61 @@ def read_dotenv(path: Path) -> dict[str, str]:
                 value = value[1:-1]
             values[key.strip()] = value
     return values
+
+
+def build_cache(settings: Settings, db: Database) -> AnswerCache:
+    """The answer cache: diskcache under KB_DATA_DIR (default) or Postgres (KB_CACHE)."""
+    if settings.cache_backend == "postgres":
+        return PostgresAnswerCache(db)
+    return DiskAnswerCache(settings.data_dir / "answer-cache", StoreHashes(db))
+
+
+def build_answerer(settings: Settings) -> tuple[Answerer, Condenser]:
+    """Claude when ANTHROPIC_API_KEY is set, else the labelled extractive answerer."""
+    if settings.anthropic_api_key is None:
+        return ExtractiveAnswerer(), condense_without_model
+    client = make_client(settings.anthropic_api_key.reveal(), settings.anthropic_base_url)
+    model = settings.model
+
+    def condense_with_claude(question: str, history: Sequence[Turn]) -> str:
+        return condense(client, model, question, history)
+
+    return ClaudeAnswerer(client, model), condense_with_claude
+
+
+def build_flow(settings: Settings, db: Database, embedder: Embedder, cache: AnswerCache) -> Flow:
+    answerer, condenser = build_answerer(settings)
+    return Flow(
+        db=db,
+        embedder=embedder,
+        retriever=Retriever(db, TokenCounter()),
+        cache=cache,
+        answerer=answerer,
+        condense=condenser,
+    )
+
+
+def build_connectors(settings: Settings) -> dict[str, SourceConnector]:
+    """The configured sources' connectors, keyed by source name."""
+    connectors: dict[str, SourceConnector] = {}
+    if settings.confluence is not None:
+        connectors["confluence"] = ConfluenceConnector(
+            settings.confluence, settings.confluence_spaces
+        )
+    if settings.jira is not None:
+        connectors["jira"] = JiraConnector(
+            settings.jira, projects=settings.jira_projects, jql=settings.jira_jql
+        )
+    return connectors
+
+
+def build_engine(
+    settings: Settings, db: Database, embedder: Embedder, listener: ChangeListener | None
+) -> SyncEngine:
+    return SyncEngine(
+        db,
+        embedder,
+        Chunker(TokenCounter()),
+        listener,
+        include_restricted=settings.include_restricted,
+    )

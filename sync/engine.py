@@ -291,7 +291,9 @@ class SyncEngine:
                         artifacts.touch_version(conn, row)
                     if cursor_scope and cursor:
                         sync_state.advance_cursor(conn, *cursor_scope, cursor)
-                self._notify_changed(doc.artifact_id, digest, doc.version)
+                if state.version != doc.version:
+                    # Same text, new version: the cache records it and dirties nothing.
+                    self._notify_changed(doc.artifact_id, digest, doc.version)
                 return "unchanged"
             chunks = [
                 ChunkRow(c.ord, c.heading, c.text, c.token_count)
@@ -312,7 +314,9 @@ class SyncEngine:
             errors.append(f"{doc.artifact_id}: {exc}")
             log.warning("could not sync %s: %s", doc.artifact_id, exc)
             return "failed"
-        self._notify_changed(doc.artifact_id, digest, doc.version)
+        if state is not None and not state.deleted:
+            # A page indexed for the first time (or restored) cannot be cited by any answer yet.
+            self._notify_changed(doc.artifact_id, digest, doc.version)
         return "synced"
 
     def _delete(self, artifact_id: str) -> Outcome:

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -42,7 +44,9 @@ def _wait_for(path: Path, parts: int, timeout: float = 60) -> list[str]:
     raise AssertionError(f"{path} never got {parts} fields")
 
 
-def test_two_processes_on_one_data_dir_share_one_embedded_server(tmp_path: Path) -> None:
+def test_two_processes_on_one_data_dir_share_one_embedded_server() -> None:
+    # Not pytest's tmp_path: concurrent pytest sessions prune each other's basetemp.
+    tmp_path = Path(tempfile.mkdtemp(prefix="kb-two-processes-"))
     data = tmp_path / "kb"
     procs = []
     outs = [tmp_path / "a.out", tmp_path / "b.out"]
@@ -72,6 +76,7 @@ def test_two_processes_on_one_data_dir_share_one_embedded_server(tmp_path: Path)
     while (data / "pg" / "postmaster.pid").exists() and time.time() < deadline:
         time.sleep(0.1)
     assert not (data / "pg" / "postmaster.pid").exists()
+    shutil.rmtree(tmp_path, ignore_errors=True)
 
 
 def test_pooled_connections_read_and_write_pgvector_values(db: Database) -> None:

@@ -82,7 +82,7 @@ def test_first_sync_indexes_every_page_and_records_the_run(rig: Rig) -> None:
         run = conn.execute("SELECT status, synced, finished_at FROM sync_runs").fetchone()
     assert run is not None and run["status"] == "ok" and run["synced"] == 3
     assert run["finished_at"] is not None
-    assert [c[0] for c in rig.listener.changed] == ["confluence:1", "confluence:2", "confluence:3"]
+    assert rig.listener.changed == [], "new pages cannot be cited by any answer yet"
 
 
 def test_resync_of_unchanged_pages_makes_zero_embedding_calls(rig: Rig) -> None:
@@ -107,15 +107,24 @@ def test_a_version_only_edit_records_the_version_without_re_embedding(rig: Rig) 
             "SELECT version FROM artifacts WHERE artifact_id = 'confluence:3'"
         ).fetchone()
     assert row is not None and row["version"] == "2"
-    last = rig.listener.changed[-1]
-    assert last[0] == "confluence:3" and last[2] == "2"
-    assert last[1] == rig.listener.changed[2][1], "same text, same hash: the cache can skip it"
+    (changed,) = rig.listener.changed
+    assert changed[0] == "confluence:3" and changed[2] == "2"
+    with rig.db.connection() as conn:
+        row = conn.execute(
+            "SELECT content_hash FROM artifacts WHERE artifact_id = 'confluence:3'"
+        ).fetchone()
+    assert row is not None and changed[1] == row["content_hash"], "same hash: the cache skips it"
 
 
 def test_an_edit_replaces_the_pages_chunks_and_reports_the_new_hash(rig: Rig) -> None:
     _seed(rig)
     rig.engine.run(rig.source)
-    old_hash = rig.listener.changed[0][1]
+    with rig.db.connection() as conn:
+        row = conn.execute(
+            "SELECT content_hash FROM artifacts WHERE artifact_id = 'confluence:1'"
+        ).fetchone()
+    assert row is not None
+    old_hash = row["content_hash"]
     rig.source.put("1", "VPN on Windows", "Install WireGuard; the old client is retired.")
     report = rig.engine.run(rig.source)
     assert report.counts.synced == 1

@@ -1,0 +1,340 @@
+"""Block Kit rendering and Markdown -> Slack mrkdwn conversion.
+
+Slack's limits shape this module: a section's text holds at most 3000 characters, a message
+at most 50 blocks, a context block at most 10 elements, a button value 2000 characters. Text is
+escaped (``&``, ``<``, ``>``) so nothing an answer contains can ping ``<!channel>`` or forge a
+link; only the links we build ourselves are live.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.answers import Answer, SourceRef
+from bot.platform import (
+    ACTION_HELPFUL,
+    ACTION_NOT_HELPFUL,
+    ACTION_REFRESH,
+    ActionValue,
+    SourceNotice,
+    notice_text,
+)
+
+Block = dict[str, Any]
+
+SECTION_LIMIT = 3000
+MESSAGE_BLOCK_LIMIT = 50
+CONTEXT_ELEMENT_LIMIT = 10
+FALLBACK_TEXT_LIMIT = 3500  # notifications show little; the blocks carry the full answer
+
+UNAVAILABLE_TEXT = "I couldn't reach Claude just now — press Refresh to try again."
+EXTRACTIVE_NOTE = (
+    ":information_source: Quoted from the sources without an AI summary "
+    "(Claude isn't configured here)."
+)
+NO_SOURCES_NOTE = ":mag: Nothing in the sources this channel can use matched the question."
+TRUNCATED_NOTE = "_…the answer was too long for one Slack message and was cut here._"
+
+_PLACEHOLDER = re.compile(r"\x00(\d+)\x00")
+_FENCE = re.compile(r"^\s*(`{3,}|~{3,})")
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$")
+_BULLET = re.compile(r"^(\s*)[-*+]\s+(.*)$")
+_QUOTE = re.compile(r"^\s{0,3}>\s?(.*)$")
+_RULE = re.compile(r"^\s{0,3}([-*_])(\s*\1){2,}\s*$")
+_CODE_SPAN = re.compile(r"(`+)(.+?)\1")
+# The URL may hold balanced parentheses (Wikipedia-style ``Foo_(bar)``).
+_MD_LINK = re.compile(r"\[([^\]\n]+)\]\(((?:[^\s()]|\([^\s()]*\))+)(?:\s+\"[^\"\n]*\")?\)")
+_AUTOLINK = re.compile(r"<((?:https?|mailto):[^<>\s]+)>")
+_HTML_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
+_HTML_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9]*(?:\s[^<>]*)?/?>")
+_BOLD = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1")
+_ITALIC = re.compile(r"(?<![\w*])\*(?=[^\s*])([^*\n]+?)(?<=[^\s*])\*(?![\w*])")
+_STRIKE = re.compile(r"~~(?=\S)(.+?)(?<=\S)~~")
+_SAFE_URL = re.compile(r"^(https?://|mailto:)", re.IGNORECASE)
+
+
+def escape(text: str) -> str:
+    """Slack's three control characters; everything else is literal."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def link(url: str, label: str) -> str:
+    """``<url|label>``, with what would break the link syntax neutralised."""
+    safe_url = escape(url).replace("|", "%7C").replace(" ", "%20")
+    safe_label = escape(" ".join(label.split())).replace("|", "¦")
+    return f"<{safe_url}|{safe_label}>" if safe_label else f"<{safe_url}>"
+
+
+class SlackMarkup:
+    """:class:`bot.platform.Markup` for Slack mrkdwn."""
+
+    def text(self, value: str) -> str:
+        return escape(value)
+
+    def bold(self, value: str) -> str:
+        return f"*{escape(value)}*"
+
+    def link(self, url: str, label: str) -> str:
+        return link(url, label)
+
+
+def to_mrkdwn(markdown: str) -> str:
+    """Markdown-ish answer text to Slack mrkdwn, keeping ``[n]`` markers and code fences."""
+    out: list[str] = []
+    in_fence = False
+    for line in markdown.replace("\x00", "").replace("\r\n", "\n").split("\n"):
+        if _FENCE.match(line):
+            in_fence = not in_fence
+            out.append("```")  # Slack ignores a language tag; drop it rather than show it
+            continue
+        if in_fence:
+            out.append(escape(line))
+            continue
+        out.append(_convert_line(line))
+    if in_fence:
+        out.append("```")
+    return "\n".join(out).strip("\n")
+
+
+def _convert_line(line: str) -> str:
+    if _RULE.match(line):
+        return "──────────"
+    heading = _HEADING.match(line)
+    if heading:
+        inner = _BOLD.sub(r"\2", heading[1])
+        return f"*{_inline(inner)}*" if inner else ""
+    quote = _QUOTE.match(line)
+    if quote:
+        return f">{_inline(quote[1])}"
+    bullet = _BULLET.match(line)
+    if bullet:
+        return f"{bullet[1]}• {_inline(bullet[2])}"
+    return _inline(line)
+
+
+def _inline(text: str) -> str:
+    kept: list[str] = []
+
+    def keep(value: str) -> str:
+        kept.append(value)
+        return f"\x00{len(kept) - 1}\x00"
+
+    def code(match: re.Match[str]) -> str:
+        return keep(f"`{escape(match[2].replace('`', ''))}`")
+
+    def md_link(match: re.Match[str]) -> str:
+        label, url = match[1], match[2]
+        if not _SAFE_URL.match(url):
+            return match[1]  # relative or javascript: links have no useful target in Slack
+        return keep(link(url, label))
+
+    text = _CODE_SPAN.sub(code, text)
+    text = _MD_LINK.sub(md_link, text)
+    text = _AUTOLINK.sub(lambda m: keep(f"<{escape(m[1])}>"), text)
+    text = _HTML_BREAK.sub(" ", text)
+    text = _HTML_TAG.sub("", text)
+    text = escape(text)
+    text = _BOLD.sub(lambda m: f"\x01{m[2]}\x01", text)
+    text = _ITALIC.sub(r"_\1_", text)
+    text = _STRIKE.sub(r"~\1~", text)
+    text = text.replace("\x01", "*")
+    return _PLACEHOLDER.sub(lambda m: kept[int(m[1])], text)
+
+
+def split_sections(text: str, limit: int = SECTION_LIMIT - 100) -> list[str]:
+    """Cut mrkdwn into pieces under ``limit``, at paragraph or line breaks where possible; a
+    code block cut in two is closed and reopened so both halves render as code."""
+    chunks: list[str] = []
+    current: list[str] = []
+    size = 0
+    in_fence = False
+
+    def flush() -> None:
+        nonlocal current, size
+        body = "\n".join(current).strip("\n")
+        if in_fence:
+            body += "\n```"
+        if body.strip() and body.strip() != "```\n```":
+            chunks.append(body)
+        current = ["```"] if in_fence else []
+        size = 4 if in_fence else 0
+
+    for line in text.split("\n"):
+        for piece in _hard_split(line, limit - 10):
+            if size + len(piece) + 1 > limit - 4:
+                flush()
+            current.append(piece)
+            size += len(piece) + 1
+            if piece.strip() == "```":
+                in_fence = not in_fence
+    in_fence = False
+    flush()
+    return chunks
+
+
+def _hard_split(line: str, size: int) -> list[str]:
+    """A line longer than a section, cut at spaces where there are any."""
+    pieces: list[str] = []
+    while len(line) > size:
+        cut = line.rfind(" ", size // 2, size)
+        cut = cut if cut > 0 else size
+        pieces.append(line[:cut])
+        line = line[cut:].lstrip(" ")
+    pieces.append(line)
+    return pieces
+
+
+def age_phrase(then: datetime | None, now: datetime) -> str:
+    if then is None:
+        return ""
+    if then.tzinfo is None:
+        then = then.replace(tzinfo=UTC)
+    minutes = int((now - then).total_seconds() // 60)
+    if minutes < 1:
+        return "just now"
+    if minutes < 120:
+        return f"{minutes} minute{'s' if minutes != 1 else ''} ago"
+    hours = minutes // 60
+    if hours < 48:
+        return f"{hours} hours ago"
+    return f"{hours // 24} days ago"
+
+
+def sources_line(sources: tuple[SourceRef, ...]) -> str:
+    return " · ".join(link(s.url, f"[{s.n}] {s.title}") for s in sources)
+
+
+def _context(texts: list[str]) -> Block:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": t} for t in texts]}
+
+
+def _sources_context(sources: tuple[SourceRef, ...]) -> Block:
+    elements: list[str] = []
+    current = "Sources:"
+    for i, source in enumerate(sources):
+        piece = " " + link(source.url, f"[{source.n}] {source.title[:200]}")
+        if current and current != "Sources:":
+            piece = " ·" + piece
+        if len(current) + len(piece) > SECTION_LIMIT:
+            if len(elements) == CONTEXT_ELEMENT_LIMIT - 1:
+                current += f" …and {len(sources) - i} more"
+                break
+            elements.append(current)
+            current, piece = "", piece.removeprefix(" ·")
+        current += piece
+    elements.append(current.strip())
+    return _context(elements)
+
+
+def _button(action_id: str, label: str, value: str) -> Block:
+    return {
+        "type": "button",
+        "action_id": action_id,
+        "text": {"type": "plain_text", "text": label, "emoji": True},
+        "value": value,
+    }
+
+
+def answer_buttons(unit_id: str | None, question: str, *, votes: bool = True) -> Block:
+    value = ActionValue(unit_id, question).encode()
+    elements = []
+    if votes and unit_id:
+        elements.append(_button(ACTION_HELPFUL, ":thumbsup: Helpful", value))
+        elements.append(_button(ACTION_NOT_HELPFUL, ":thumbsdown: Not helpful", value))
+    elements.append(_button(ACTION_REFRESH, ":arrows_counterclockwise: Refresh", value))
+    return {"type": "actions", "block_id": "kb_answer_actions", "elements": elements}
+
+
+def render_answer(answer: Answer, *, now: datetime | None = None) -> tuple[list[Block], str]:
+    """Blocks and the plain-text fallback (answer plus source links) for one answer."""
+    now = now or datetime.now(UTC)
+    body = to_mrkdwn(answer.text)
+    head: list[Block] = []
+    notes: list[str] = []
+    if answer.mode == "unavailable":
+        head.append(_section(f":warning: {escape(UNAVAILABLE_TEXT)}"))
+    elif answer.mode == "extractive":
+        notes.append(EXTRACTIVE_NOTE)
+    elif answer.mode == "no_sources":
+        notes.append(NO_SOURCES_NOTE)
+    if answer.cached:
+        age = age_phrase(answer.sources_checked_at, now)
+        notes.append(f"Answered from cache · sources checked {age}" if age else "From cache")
+    tail: list[Block] = []
+    if answer.sources:
+        tail.append(_sources_context(answer.sources))
+    if notes:
+        tail.append(_context(notes))
+    question = answer.standalone_question or answer.question
+    tail.append(answer_buttons(answer.unit_id, question, votes=answer.mode != "unavailable"))
+
+    room = MESSAGE_BLOCK_LIMIT - len(head) - len(tail)
+    sections = split_sections(body) if body.strip() else []
+    if len(sections) > room:
+        sections = [*sections[: room - 1], TRUNCATED_NOTE]
+    blocks = head + [_section(s) for s in sections] + tail
+
+    fallback = UNAVAILABLE_TEXT if answer.mode == "unavailable" else ""
+    if body:
+        clipped = body if len(body) <= FALLBACK_TEXT_LIMIT else body[:FALLBACK_TEXT_LIMIT] + "…"
+        fallback = f"{fallback}\n\n{clipped}".strip()
+    if answer.sources:
+        fallback += "\n\nSources: " + sources_line(answer.sources)
+    return blocks, fallback or "(no answer)"
+
+
+def _section(text: str) -> Block:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+
+def render_error(text: str, question: str | None) -> tuple[list[Block], str]:
+    blocks: list[Block] = [_section(f":warning: {escape(text)}")]
+    if question:
+        blocks.append(answer_buttons(None, question, votes=False))
+    return blocks, text
+
+
+def render_notice(notice: SourceNotice) -> tuple[list[Block], str]:
+    text = notice_text(notice, SlackMarkup())
+    value = ActionValue(notice.unit_id, notice.question).encode()
+    blocks: list[Block] = [
+        _section(text),
+        {
+            "type": "actions",
+            "block_id": "kb_notice_actions",
+            "elements": [_button(ACTION_REFRESH, ":arrows_counterclockwise: Refresh", value)],
+        },
+    ]
+    return blocks, text
+
+
+def replace_actions_with_note(blocks: list[Block], note: str) -> list[Block]:
+    """The message's blocks with its buttons swapped for a context line (e.g. Refreshing…)."""
+    kept = [b for b in blocks if b.get("type") != "actions"]
+    return [*kept, _context([note])][:MESSAGE_BLOCK_LIMIT]
+
+
+_SLACK_LINK = re.compile(r"<([^<>|]+)(?:\|([^<>]*))?>")
+
+
+def slack_to_plain(text: str, *, bot_user_id: str | None) -> str:
+    """A Slack message's text as plain words for the answer flow: the bot's own mention
+    removed, other mentions, channels and links reduced to readable text, entities decoded."""
+
+    def replace(match: re.Match[str]) -> str:
+        target, label = match[1], match[2]
+        if target.startswith("@"):
+            if bot_user_id and target[1:] == bot_user_id:
+                return ""
+            return f"@{label}" if label else "@someone"
+        if target.startswith("#"):
+            return f"#{label}" if label else "#channel"
+        if target.startswith("!"):
+            return ""
+        return f"{label} ({target})" if label and label != target else target
+
+    plain = _SLACK_LINK.sub(replace, text)
+    plain = plain.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    return " ".join(plain.split())

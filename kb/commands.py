@@ -1,0 +1,148 @@
+"""Bodies of the foreground commands: ``kb sync``, ``kb ask`` and the answer printer."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TextIO
+
+from bot.answers import Answer
+from kb import wiring
+from kb.errors import SettingsError
+from kb.settings import Settings
+from store.sync_state import RunCounts
+from sync.engine import RunReport, SyncEngine
+from sync.freshness import CacheInvalidator
+from sync.source import SourceConnector
+
+
+def run_sync(
+    settings: Settings, source: str, scopes: Sequence[str], full: bool, out: TextIO
+) -> int:
+    settings.require_a_source()
+    connectors = wiring.build_connectors(settings)
+    chosen = [c for name, c in connectors.items() if source in ("all", name)]
+    if not chosen:
+        key = "CONFLUENCE_BASE_URL" if source == "confluence" else "JIRA_BASE_URL"
+        raise SettingsError(key, f"is not set, so there is no {source} to sync")
+    embedder = wiring.build_embedder(settings)
+    db = wiring.open_bound_store(settings, embedder)
+    cache = wiring.build_cache(settings, db)
+    try:
+        engine = wiring.build_engine(settings, db, embedder, CacheInvalidator(db, cache))
+        reports = sync_sources(engine, chosen, scopes, full, out, trigger="cli")
+    finally:
+        cache.close()
+        db.close()
+    for report in reports:
+        print(report.summary(), file=out)
+        for error in report.errors[:5]:
+            print(f"  failed: {error}", file=out)
+    return 0 if all(r.status == "ok" for r in reports) else 1
+
+
+def sync_sources(
+    engine: SyncEngine,
+    connectors: Sequence[SourceConnector],
+    scopes: Sequence[str],
+    full: bool,
+    out: TextIO,
+    *,
+    trigger: str,
+) -> list[RunReport]:
+    """One run per connector, limited to ``scopes`` (each must belong to some connector)."""
+    wanted = {s.upper() for s in scopes}
+    known = {s for c in connectors for s in c.scopes()}
+    unknown = wanted - known - {"*"}
+    if unknown:
+        raise SettingsError(
+            "--scope",
+            f"{', '.join(sorted(unknown))} is not a configured space or project "
+            f"(configured: {', '.join(sorted(known))})",
+        )
+    reports = []
+    for connector in connectors:
+        mine = [s for s in connector.scopes() if not wanted or s in wanted]
+        if wanted and not mine:
+            continue
+        progress = _ProgressLine(out, connector.source)
+        reports.append(
+            engine.run(connector, scopes=mine, full=full, trigger=trigger, progress=progress)
+        )
+        progress.done()
+    return reports
+
+
+class _ProgressLine:
+    """A one-line progress display on a terminal; silent when output is not a TTY."""
+
+    def __init__(self, out: TextIO, source: str) -> None:
+        self._out = out
+        self._source = source
+        self._live = out.isatty()
+        self._shown = False
+
+    def __call__(self, scope: str, counts: RunCounts) -> None:
+        if not self._live:
+            return
+        done = counts.synced + counts.unchanged + counts.deleted + counts.skipped + counts.failed
+        bar = "#" * min(30, done // 10 + 1)
+        self._out.write(
+            f"\r{self._source} {scope} [{bar:<30}] {done} items: {counts.synced} synced, "
+            f"{counts.unchanged} unchanged, {counts.failed} failed "
+        )
+        self._out.flush()
+        self._shown = True
+
+    def done(self) -> None:
+        if self._shown:
+            self._out.write("\n")
+
+
+def format_answer(answer: Answer, now: datetime | None = None) -> str:
+    lines = [answer.text.strip(), ""]
+    if answer.sources:
+        lines.append("Sources:")
+        lines += [f"  [{s.n}] {s.title} — {s.url}" for s in answer.sources]
+    notes = []
+    if answer.cached:
+        notes.append("answered from cache")
+    if answer.sources_checked_at is not None:
+        minutes = int(
+            ((now or datetime.now(UTC)) - answer.sources_checked_at).total_seconds() // 60
+        )
+        notes.append(f"sources synced {minutes} min ago" if minutes else "sources just synced")
+    if answer.mode == "extractive":
+        notes.append("extractive answer: set ANTHROPIC_API_KEY for written answers")
+    if notes:
+        lines.append(f"({' · '.join(notes)})")
+    return "\n".join(lines).strip()
+
+
+def answer_json(answer: Answer) -> str:
+    return json.dumps(
+        {
+            "answer": answer.text,
+            "cached": answer.cached,
+            "sources": [
+                {"artifact_id": s.artifact_id, "title": s.title, "url": s.url}
+                for s in answer.sources
+            ],
+        }
+    )
+
+
+def run_ask(settings: Settings, question: str, channel: str | None, as_json: bool) -> int:
+    embedder = wiring.build_embedder(settings)
+    db = wiring.open_bound_store(settings, embedder)
+    cache = wiring.build_cache(settings, db)
+    try:
+        flow = wiring.build_flow(settings, db, embedder, cache)
+        answer = flow.answer(question, scope=settings.scope_for(channel))
+    finally:
+        cache.close()
+        db.close()
+    print(answer_json(answer) if as_json else format_answer(answer), file=sys.stdout)
+    return 0 if answer.mode != "unavailable" else 1

@@ -1,0 +1,358 @@
+"""The Postgres backend: for a bot and daemon on different machines (migration 0003).
+
+Same behaviour as the diskcache backend (one contract suite runs over both). Question
+embeddings live in a pgvector column; nearest-neighbour search is exact within one scope.
+Single flight uses a session advisory lock on a connection of its own, so waiters never hold a
+pooled connection the generator needs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from kb.errors import CacheError, StoreError
+from store.cache._core import CacheCore, check_unit, query_vector, reported, with_totals
+from store.cache._freshness import CurrentHashes, StoreHashes
+from store.cache._gates import Candidate
+from store.cache._model import (
+    CacheLimits,
+    GateSettings,
+    Invalidation,
+    Place,
+    Unit,
+    unit_from_dict,
+    unit_to_json,
+)
+from store.db import Connection, Database
+from store.embedders import Vectors
+
+log = logging.getLogger("store.cache")
+
+_UNIT = """
+SELECT u.unit_id, u.scope_key, u.question_norm, u.body, u.dirty, u.created_at, u.served_at,
+       u.served_count,
+       (SELECT coalesce(jsonb_object_agg(s.artifact_id,
+                                         jsonb_build_array(s.content_hash, s.version)),
+                        '{}'::jsonb)
+          FROM answer_unit_sources s WHERE s.unit_id = u.unit_id) AS provenance,
+       (SELECT coalesce(jsonb_agg(jsonb_build_array(p.platform, p.channel, p.thread)
+                                  ORDER BY p.posted_at, p.platform, p.channel, p.thread),
+                        '[]'::jsonb)
+          FROM answer_unit_posts p WHERE p.unit_id = u.unit_id) AS places
+FROM answer_units u
+"""
+UNIT_BY_ID = _UNIT + "WHERE u.unit_id = %s"
+UNIT_EXACT = (
+    _UNIT
+    + """
+WHERE u.scope_key = %s AND u.question_norm = %s
+ORDER BY u.created_at DESC LIMIT 1
+"""
+)
+# The CASE keeps the distance from ever meeting a row of another dimension (pgvector raises
+# on mixed dimensions, and WHERE clauses have no guaranteed evaluation order).
+UNITS_NEAREST = (
+    """
+WITH near AS (
+    SELECT unit_id, 1 - d AS similarity FROM (
+        SELECT unit_id, CASE WHEN dim = %(dim)s THEN embedding <=> %(q)s::vector END AS d
+        FROM answer_units WHERE scope_key = %(scope)s AND dim = %(dim)s AND NOT dirty
+    ) scored
+    ORDER BY d LIMIT %(limit)s
+)
+SELECT near.similarity, x.* FROM near
+JOIN LATERAL ("""
+    + _UNIT
+    + """ WHERE u.unit_id = near.unit_id) x ON true
+WHERE near.similarity >= %(cutoff)s
+ORDER BY near.similarity DESC
+"""
+)
+ANY_LIVE = "SELECT 1 FROM answer_units WHERE scope_key = %s AND dim = %s AND NOT dirty LIMIT 1"
+SERVE = """
+UPDATE answer_units
+SET served_at = clock_timestamp(), served_count = served_count + 1, used_at = clock_timestamp()
+WHERE unit_id = %s AND NOT dirty
+RETURNING unit_id
+"""
+MARK_STALE = """
+UPDATE answer_units SET dirty = true, used_at = '-infinity' WHERE unit_id = %s AND NOT dirty
+"""
+COUNT = """
+INSERT INTO answer_cache_counters (name, value) SELECT unnest(%s::text[]), %s
+ON CONFLICT (name) DO UPDATE SET value = answer_cache_counters.value + EXCLUDED.value
+"""
+LOCK_SIZE = """
+SELECT name, value FROM answer_cache_counters WHERE name IN ('units', 'bytes') FOR UPDATE
+"""
+SUPERSEDED = """
+SELECT unit_id FROM answer_units
+WHERE scope_key = %s AND question_norm = %s AND dirty AND noticed
+"""
+EVICT = "DELETE FROM answer_units WHERE unit_id = ANY(%s) RETURNING size_bytes"
+OLDEST = """
+SELECT unit_id FROM answer_units WHERE unit_id <> %s ORDER BY used_at, unit_id LIMIT %s
+"""
+INSERT_UNIT = """
+INSERT INTO answer_units (unit_id, scope_key, question_norm, body, embedding, dim,
+                          created_at, used_at, size_bytes)
+VALUES (%s, %s, %s, %s, %s::vector, %s, %s, clock_timestamp(), %s)
+"""
+INSERT_SOURCE = """
+INSERT INTO answer_unit_sources (artifact_id, unit_id, content_hash, version)
+VALUES (%s, %s, %s, %s)
+"""
+INSERT_POST = """
+INSERT INTO answer_unit_posts (unit_id, platform, channel, thread)
+SELECT unit_id, %s, %s, %s FROM answer_units WHERE unit_id = %s
+ON CONFLICT DO NOTHING
+RETURNING unit_id
+"""
+MATCHED = """
+SELECT s.unit_id, s.content_hash, s.version
+FROM answer_unit_sources s JOIN answer_units u USING (unit_id)
+WHERE s.artifact_id = %s AND NOT u.noticed
+ORDER BY s.unit_id
+FOR UPDATE OF u
+"""
+DIRTY_NOTICED = """
+UPDATE answer_units SET dirty = true, noticed = true, used_at = '-infinity'
+WHERE unit_id = ANY(%s)
+"""
+NEW_VERSION = """
+UPDATE answer_unit_sources SET version = %s WHERE artifact_id = %s AND unit_id = ANY(%s)
+"""
+PLACES = """
+SELECT unit_id, platform, channel, thread FROM answer_unit_posts
+WHERE unit_id = ANY(%s) ORDER BY unit_id, posted_at, platform, channel, thread
+"""
+STATS = "SELECT name, value FROM answer_cache_counters"
+
+
+def _unit(row: dict[str, Any]) -> Unit:
+    body = row["body"] if isinstance(row["body"], dict) else {}
+    created, served = row["created_at"], row["served_at"]
+    return unit_from_dict(
+        {
+            **body,
+            "unit_id": row["unit_id"],
+            "normalised": row["question_norm"],
+            "scope": row["scope_key"],
+            "provenance": row["provenance"],
+            "places": row["places"],
+            "created_at": created.isoformat(),
+            "served_at": None if served is None else served.isoformat(),
+            "served_count": row["served_count"],
+            "dirty": row["dirty"],
+        }
+    )
+
+
+class PostgresAnswerCache(CacheCore):
+    """The answer cache in the store's Postgres schema."""
+
+    storage_errors = (CacheError, StoreError, psycopg.Error)
+
+    def __init__(
+        self,
+        db: Database,
+        hashes: CurrentHashes | None = None,
+        *,
+        gates: GateSettings | None = None,
+        limits: CacheLimits | None = None,
+        lock_timeout: float = 300.0,
+    ) -> None:
+        super().__init__(hashes or StoreHashes(db), gates or GateSettings())
+        self._db = db
+        self.limits = limits or CacheLimits()
+        self._lock_timeout = lock_timeout
+
+    def close(self) -> None:
+        """The Database belongs to the caller; nothing of its own to close."""
+
+    def _read_unit(self, conn: Connection, query: str, params: Sequence[Any]) -> Unit | None:
+        row = conn.execute(query, params).fetchone()
+        if row is None:
+            return None
+        try:
+            return _unit(row)
+        except CacheError as exc:
+            log.warning("answer cache: ignored unit %s: %s", row["unit_id"], exc)
+            return None
+
+    # -- primitives for CacheCore -------------------------------------------------------------
+
+    def _exact(self, scope_key: str, normalised: str) -> Unit | None:
+        with self._db.connection() as conn:
+            return self._read_unit(conn, UNIT_EXACT, (scope_key, normalised))
+
+    def _nearest(self, scope_key: str, query: Vectors, cutoff: float) -> list[Candidate] | None:
+        params = {"scope": scope_key, "dim": int(query.shape[0]), "q": query, "cutoff": cutoff}
+        params["limit"] = self.gates.candidates
+        with self._db.connection() as conn:
+            rows = conn.execute(UNITS_NEAREST, params).fetchall()
+            if not rows and conn.execute(ANY_LIVE, (scope_key, params["dim"])).fetchone() is None:
+                return None
+        out: list[Candidate] = []
+        for row in rows:
+            try:
+                out.append(Candidate(_unit(row), float(row["similarity"])))
+            except CacheError as exc:
+                log.warning("answer cache: ignored unit %s: %s", row["unit_id"], exc)
+        return out
+
+    def _serve(self, unit_id: str, *, exact: bool, count: bool) -> Unit | None:
+        with self._db.connection() as conn:
+            if conn.execute(SERVE, (unit_id,)).fetchone() is None:
+                return None
+            if count:
+                conn.execute(COUNT, (["hits_exact" if exact else "hits_nearest"], 1))
+            return self._read_unit(conn, UNIT_BY_ID, (unit_id,))
+
+    def _mark_stale(self, unit_id: str) -> None:
+        with self._db.connection() as conn:
+            conn.execute(MARK_STALE, (unit_id,))
+
+    def _count(self, names: list[str]) -> None:
+        with self._db.connection() as conn:
+            conn.execute(COUNT, (names, 1))
+
+    @contextlib.contextmanager
+    def _lock(self, key: str) -> Iterator[bool]:
+        # Advisory locks are database-wide: the schema keeps two stores' locks apart.
+        digest = hashlib.blake2b(f"{self._db.schema}\x1f{key}".encode(), digest_size=8).digest()
+        lock_id = int.from_bytes(digest, "big", signed=True)
+        with psycopg.connect(self._db.url, autocommit=True) as conn:
+            timeout_ms = str(int(self._lock_timeout * 1000))
+            conn.execute("SELECT set_config('statement_timeout', %s, false)", (timeout_ms,))
+            try:
+                conn.execute("SELECT pg_advisory_lock(%s)", (lock_id,))
+            except psycopg.errors.QueryCanceled:
+                log.warning("answer cache: gave up waiting for a generation; generating anyway")
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (lock_id,))
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def _evict(self, conn: Connection, unit_ids: list[str]) -> int:
+        sizes = [r["size_bytes"] for r in conn.execute(EVICT, (unit_ids,)).fetchall()]
+        if sizes:
+            conn.execute(COUNT, (["units"], -len(sizes)))
+            conn.execute(COUNT, (["bytes"], -sum(sizes)))
+        return len(sizes)
+
+    def put(self, unit: Unit, embedding: Vectors) -> None:
+        """Cache a freshly generated unit; a previous unit for the same question is replaced."""
+        check_unit(unit)
+        vector = query_vector(embedding)
+        body = {"question": unit.question, "answer": unit.answer, "mode": unit.mode}
+        body["citations"] = json.loads(unit_to_json(unit))["citations"]
+        size = len(unit_to_json(unit)) + vector.nbytes
+        with self._db.connection() as conn:
+            conn.execute(LOCK_SIZE)  # serialises puts, so the size bound is exact
+            self._evict(conn, [unit.unit_id])  # putting the same unit again replaces it
+            # Only superseded units already reported go; others still owe notices.
+            old = [r["unit_id"] for r in conn.execute(SUPERSEDED, (unit.scope, unit.normalised))]
+            if old:
+                conn.execute(COUNT, (["evictions"], self._evict(conn, old)))
+            conn.execute(
+                INSERT_UNIT,
+                (
+                    unit.unit_id,
+                    unit.scope,
+                    unit.normalised,
+                    Jsonb(body),
+                    vector,
+                    int(vector.shape[0]),
+                    unit.created_at,
+                    size,
+                ),
+            )
+            with conn.cursor() as cur:
+                cur.executemany(
+                    INSERT_SOURCE,
+                    [
+                        (a, unit.unit_id, s.content_hash, s.version)
+                        for a, s in unit.provenance.items()
+                    ],
+                )
+            conn.execute(COUNT, (["units"], 1))
+            conn.execute(COUNT, (["bytes"], size))
+            self._enforce_bound(conn, keep=unit.unit_id)
+
+    def _enforce_bound(self, conn: Connection, *, keep: str) -> None:
+        evicted = 0
+        while True:
+            totals = {r["name"]: r["value"] for r in conn.execute(LOCK_SIZE)}
+            excess = totals["units"] - self.limits.max_units
+            if excess <= 0 and totals["bytes"] <= self.limits.max_bytes:
+                break
+            victims = [r["unit_id"] for r in conn.execute(OLDEST, (keep, max(excess, 1)))]
+            if not victims:
+                break
+            evicted += self._evict(conn, victims)
+        if evicted:
+            conn.execute(COUNT, (["evictions"], evicted))
+
+    def record_post(self, unit_id: str, place: Place) -> None:
+        with self._db.connection() as conn:
+            row = conn.execute(
+                INSERT_POST, (place.platform, place.channel, place.thread, unit_id)
+            ).fetchone()
+            exists = row is not None or self._read_unit(conn, UNIT_BY_ID, (unit_id,))
+        if not exists:
+            log.info("answer cache: unit %s is gone; post in %s not recorded", unit_id, place)
+
+    def _places(self, conn: Connection, unit_ids: list[str]) -> tuple[tuple[str, Place], ...]:
+        rows = conn.execute(PLACES, (unit_ids,)).fetchall()
+        return tuple((r["unit_id"], Place(r["platform"], r["channel"], r["thread"])) for r in rows)
+
+    def source_changed(self, artifact_id: str, *, content_hash: str, version: str) -> Invalidation:
+        with self._db.connection() as conn:
+            rows = conn.execute(MATCHED, (artifact_id,)).fetchall()
+            changed = [r["unit_id"] for r in rows if r["content_hash"] != content_hash]
+            renumbered = [
+                r["unit_id"]
+                for r in rows
+                if r["content_hash"] == content_hash and r["version"] != version
+            ]
+            if changed:
+                conn.execute(DIRTY_NOTICED, (changed,))
+                conn.execute(COUNT, (["dirtied"], len(changed)))
+            if renumbered:
+                # Same text under a new version number: the answer still holds.
+                conn.execute(NEW_VERSION, (version, artifact_id, renumbered))
+            places = self._places(conn, changed) if changed else ()
+        skipped = len(rows) - len(changed)
+        return reported(artifact_id, Invalidation(len(changed), skipped, 0, len(rows), places))
+
+    def source_deleted(self, artifact_id: str) -> Invalidation:
+        with self._db.connection() as conn:
+            rows = conn.execute(MATCHED, (artifact_id,)).fetchall()
+            unit_ids = [r["unit_id"] for r in rows]
+            places = self._places(conn, unit_ids) if unit_ids else ()
+            evicted = self._evict(conn, unit_ids) if unit_ids else 0
+            if evicted:
+                conn.execute(COUNT, (["evictions"], evicted))
+        return reported(artifact_id, Invalidation(0, 0, evicted, len(rows), places))
+
+    def get(self, unit_id: str) -> Unit | None:
+        with self._db.connection() as conn:
+            return self._read_unit(conn, UNIT_BY_ID, (unit_id,))
+
+    def stats(self) -> dict[str, int]:
+        with self._db.connection() as conn:
+            found = {r["name"]: int(r["value"]) for r in conn.execute(STATS)}
+        return with_totals(found, found.get("units", 0), found.get("bytes", 0))

@@ -1,0 +1,428 @@
+"""A fake Slack Web API on 127.0.0.1, Slack-style request signing, and a running kb-bot.
+
+:class:`FakeSlack` answers the Web API methods kb-bot calls (``auth.test``, ``chat.*``,
+``reactions.*``, ``conversations.replies`` / ``history``) and ``response_url`` POSTs, records
+every call, keeps posted messages so threads can be read back (with message metadata), and
+answers 429 with ``Retry-After`` (or any error) when told to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import json
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+import httpx
+from slack_sdk import WebClient
+
+from bot.answers import AnswerFlow
+from bot.slack_app import build_slack_app
+from bot.slack_server import RunningServer, start_http_server
+from fakes.http import FakeServer, Request, Response
+from kb.settings import Settings, load_settings
+from store.db import Database
+from store.migrate import migrate
+
+BOT_USER = "UKBBOT"
+BOT_ID = "BKBBOT"
+TEAM = "T0KB"
+SECRET = "test-signing-secret"
+ADMIN = "UADMIN"
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """``v0=`` + hex HMAC-SHA256 of ``v0:<timestamp>:<body>``, exactly as Slack signs."""
+    base = b"v0:" + timestamp.encode() + b":" + body
+    return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+
+
+def signed_headers(
+    body: bytes, *, content_type: str, secret: str = SECRET, timestamp: int | None = None
+) -> dict[str, str]:
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    return {
+        "Content-Type": content_type,
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": sign(secret, ts, body),
+    }
+
+
+class _QuickServer(FakeServer):
+    """FakeServer whose shutdown waits 50 ms rather than serve_forever's default 500 ms."""
+
+    def __init__(self, handler: Callable[[Request], Response]) -> None:
+        super().__init__(handler)
+        server = self._server
+        self._thread = threading.Thread(
+            target=lambda: server.serve_forever(poll_interval=0.05), daemon=True
+        )
+
+
+@dataclass
+class Call:
+    method: str
+    args: dict[str, Any]
+    at: float
+    status: int
+
+
+@dataclass
+class _Failure:
+    status: int
+    error: str
+    retry_after: float | None
+
+
+@dataclass
+class FakeSlack:
+    bot_user: str = BOT_USER
+    calls: list[Call] = field(default_factory=list)
+    responses: list[Call] = field(default_factory=list)  # response_url POSTs
+    messages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    response_url_status: int = 200
+    _failures: dict[str, deque[_Failure]] = field(default_factory=dict)
+    _lock: threading.Condition = field(default_factory=threading.Condition)
+    _ts: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    _server: FakeServer | None = None
+
+    def start(self) -> FakeSlack:
+        self._server = _QuickServer(self._handle).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+
+    def __enter__(self) -> FakeSlack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return self._server.url
+
+    def response_url(self, name: str = "r1") -> str:
+        return f"{self.url}/response/{name}"
+
+    # --- scripting ----------------------------------------------------------------------------
+
+    def fail(
+        self,
+        method: str,
+        *,
+        status: int = 429,
+        error: str = "ratelimited",
+        retry_after: float | None = 1,
+        times: int = 1,
+    ) -> None:
+        with self._lock:
+            queue = self._failures.setdefault(method, deque())
+            for _ in range(times):
+                queue.append(_Failure(status, error, retry_after if status == 429 else None))
+
+    def add_message(
+        self,
+        channel: str,
+        ts: str,
+        text: str,
+        *,
+        user: str = "UHUMAN",
+        thread_ts: str | None = None,
+        bot_id: str | None = None,
+    ) -> None:
+        message: dict[str, Any] = {"type": "message", "ts": ts, "text": text, "user": user}
+        if thread_ts:
+            message["thread_ts"] = thread_ts
+        if bot_id:
+            message["bot_id"] = bot_id
+        with self._lock:
+            self.messages.setdefault(channel, []).append(message)
+
+    # --- inspection ---------------------------------------------------------------------------
+
+    def calls_to(self, method: str, *, ok_only: bool = True) -> list[Call]:
+        with self._lock:
+            return [
+                c for c in self.calls if c.method == method and (c.status == 200 or not ok_only)
+            ]
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while not predicate():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._lock.wait(min(left, 0.05))
+        return True
+
+    def wait_calls(self, method: str, count: int = 1, timeout: float = 5.0) -> list[Call]:
+        self.wait_for(lambda: len(self.calls_to(method)) >= count, timeout)
+        return self.calls_to(method)
+
+    # --- the API ------------------------------------------------------------------------------
+
+    def _handle(self, request: Request) -> Response:
+        args = _args(request)
+        if request.path.startswith("/response/"):
+            with self._lock:
+                status = self.response_url_status
+                self.responses.append(Call(request.path, args, time.monotonic(), status))
+                self._lock.notify_all()
+            return Response(status, "ok" if status == 200 else "no_active_hooks")
+        method = request.path.strip("/").removeprefix("api/")
+        with self._lock:
+            failures = self._failures.get(method)
+            failure = failures.popleft() if failures else None
+            if failure is not None:
+                self.calls.append(Call(method, args, time.monotonic(), failure.status))
+                self._lock.notify_all()
+                headers = {}
+                if failure.retry_after is not None:
+                    headers["Retry-After"] = str(int(failure.retry_after))
+                return Response(failure.status, {"ok": False, "error": failure.error}, headers)
+            body = self._answer(method, args)
+            self.calls.append(Call(method, args, time.monotonic(), 200))
+            self._lock.notify_all()
+        return Response(200, body)
+
+    def _next_ts(self, channel: str = "") -> str:
+        """Later than anything in the channel, as Slack stamps a message on arrival."""
+        latest = max((float(m["ts"]) for m in self.messages.get(channel, [])), default=0.0)
+        stamp = latest + 0.00001 if latest else time.time() + next(self._ts) * 0.00001
+        return f"{stamp:.6f}"
+
+    def _answer(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
+        if method == "auth.test":
+            return {
+                "ok": True,
+                "user_id": self.bot_user,
+                "bot_id": BOT_ID,
+                "team_id": TEAM,
+                "user": "kb",
+                "team": "KB Test",
+                "url": "https://kb-test.slack.com/",
+            }
+        if method == "chat.postMessage":
+            ts = self._next_ts(str(args.get("channel")))
+            message = {
+                "type": "message",
+                "ts": ts,
+                "user": self.bot_user,
+                "bot_id": BOT_ID,
+                "text": args.get("text", ""),
+                "blocks": args.get("blocks", []),
+            }
+            if args.get("thread_ts"):
+                message["thread_ts"] = args["thread_ts"]
+            if args.get("metadata"):
+                message["metadata"] = args["metadata"]
+            self.messages.setdefault(str(args.get("channel")), []).append(message)
+            return {"ok": True, "channel": args.get("channel"), "ts": ts, "message": message}
+        if method == "chat.update":
+            for message in self.messages.get(str(args.get("channel")), []):
+                if message["ts"] == args.get("ts"):
+                    message.update(text=args.get("text", ""), blocks=args.get("blocks", []))
+            return {"ok": True, "channel": args.get("channel"), "ts": args.get("ts")}
+        if method == "chat.postEphemeral":
+            return {"ok": True, "message_ts": self._next_ts()}
+        if method in ("reactions.add", "reactions.remove"):
+            return {"ok": True}
+        if method in ("conversations.replies", "conversations.history"):
+            return self._read(method, args)
+        return {"ok": False, "error": "unknown_method"}
+
+    def _read(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
+        channel = self.messages.get(str(args.get("channel")), [])
+        oldest = float(args.get("oldest") or 0)
+        if method == "conversations.replies":
+            thread = str(args.get("ts"))
+            found = [m for m in channel if m["ts"] == thread or m.get("thread_ts") == thread]
+        else:
+            found = [m for m in channel if m.get("thread_ts") in (None, m["ts"])]
+        found = sorted((m for m in found if float(m["ts"]) >= oldest), key=lambda m: float(m["ts"]))
+        with_metadata = str(args.get("include_all_metadata", "")).lower() in ("1", "true")
+        if not with_metadata:
+            found = [{k: v for k, v in m.items() if k != "metadata"} for m in found]
+        return {"ok": True, "messages": found, "has_more": False}
+
+
+def _args(request: Request) -> dict[str, Any]:
+    args: dict[str, Any] = {k: v[-1] for k, v in request.query.items()}
+    content_type = request.headers.get("content-type", "")
+    if request.body and "json" in content_type:
+        args.update(json.loads(request.body))
+    elif request.body:
+        args.update(dict(parse_qsl(request.body.decode(), keep_blank_values=True)))
+    for key in ("blocks", "metadata"):
+        if isinstance(args.get(key), str):
+            with suppress(ValueError):
+                args[key] = json.loads(args[key])
+    return args
+
+
+# --- a database shared by one test module ---------------------------------------------------
+
+BOT_TABLES = (
+    "outbox",
+    "outbox_claims",
+    "sync_requests",
+    "ops_alert_state",
+    "slack_events_seen",
+    "bot_threads",
+    "feedback",
+    "bot_counters",
+)
+
+
+@contextmanager
+def module_database(pg_url: str) -> Iterator[Database]:
+    """One migrated schema for a whole test module (migrating per test costs ~0.25 s)."""
+    database = Database.open(pg_url, schema=f"t_{uuid.uuid4().hex[:16]}", max_size=8)
+    try:
+        migrate(database)
+        yield database
+    finally:
+        database.drop_schema()
+        database.close()
+
+
+def reset_bot_tables(db: Database) -> Database:
+    """Empty every table the bot and the outbox touch, so each test starts clean."""
+    with db.connection() as conn:
+        conn.execute(f"TRUNCATE {', '.join(BOT_TABLES)} RESTART IDENTITY CASCADE")
+    return db
+
+
+# --- a running bot ------------------------------------------------------------------------------
+
+BASE_ENV = {
+    "SLACK_BOT_TOKEN": "xoxb-test-token",
+    "SLACK_SIGNING_SECRET": SECRET,
+    "KB_ADMINS": ADMIN,
+    "KB_OPS_CHANNEL": "COPS",
+    "KB_CHANNEL_SCOPES": "CENG=confluence:ENG;CALL=*",
+    "KB_DEFAULT_SCOPE": "confluence:*,jira:*",
+    "CONFLUENCE_BASE_URL": "https://wiki.example",
+    "CONFLUENCE_API_TOKEN": "confluence-token",
+    "CONFLUENCE_SPACES": "ENG,DOCS",
+    "JIRA_BASE_URL": "https://jira.example",
+    "JIRA_API_TOKEN": "jira-token",
+    "JIRA_PROJECTS": "OPS,SUP",
+}
+
+
+def bot_settings(slack: FakeSlack, **overrides: str | None) -> Settings:
+    env = {**BASE_ENV, "SLACK_API_URL": slack.url + "/"}
+    for key, value in overrides.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return load_settings(env)
+
+
+@dataclass
+class RunningBot:
+    slack: FakeSlack
+    settings: Settings
+    server: RunningServer
+    http: httpx.Client
+
+    def post(self, body: bytes, content_type: str, **headers: str) -> httpx.Response:
+        signed = signed_headers(body, content_type=content_type)
+        signed.update(headers)
+        return self.http.post("/slack/events", content=body, headers=signed)
+
+    def event(
+        self, event: dict[str, Any], *, event_id: str | None = None, retry_num: int | None = None
+    ) -> httpx.Response:
+        envelope = {
+            "token": "legacy",
+            "team_id": TEAM,
+            "api_app_id": "AKB",
+            "type": "event_callback",
+            "event": event,
+            "event_id": event_id or f"Ev{uuid.uuid4().hex[:16].upper()}",
+            "event_time": int(time.time()),
+            "authorizations": [{"team_id": TEAM, "user_id": self.slack.bot_user, "is_bot": True}],
+        }
+        headers = {}
+        if retry_num is not None:
+            headers = {"X-Slack-Retry-Num": str(retry_num), "X-Slack-Retry-Reason": "http_timeout"}
+        return self.post(json.dumps(envelope).encode(), "application/json", **headers)
+
+    def mention(
+        self,
+        text: str,
+        *,
+        channel: str = "CGEN",
+        ts: str,
+        thread_ts: str | None = None,
+        user: str = "UHUMAN",
+        event_id: str | None = None,
+    ) -> httpx.Response:
+        event = {
+            "type": "app_mention",
+            "user": user,
+            "text": f"<@{self.slack.bot_user}> {text}",
+            "ts": ts,
+            "channel": channel,
+            "event_ts": ts,
+        }
+        if thread_ts:
+            event["thread_ts"] = thread_ts
+        return self.event(event, event_id=event_id)
+
+    def command(
+        self, text: str, *, user: str = ADMIN, channel: str = "CGEN", response_url: str = ""
+    ) -> httpx.Response:
+        form = {
+            "token": "legacy",
+            "team_id": TEAM,
+            "channel_id": channel,
+            "user_id": user,
+            "command": "/kb-sync",
+            "text": text,
+            "trigger_id": "1.2.3",
+            "response_url": response_url or self.slack.response_url("cmd"),
+        }
+        return self.post(urlencode(form).encode(), "application/x-www-form-urlencoded")
+
+    def action(self, payload: dict[str, Any]) -> httpx.Response:
+        body = urlencode({"payload": json.dumps(payload)}).encode()
+        return self.post(body, "application/x-www-form-urlencoded")
+
+
+@contextmanager
+def running_bot(
+    db: Database, flow: AnswerFlow, *, bot_user: str = BOT_USER, **env: str | None
+) -> Iterator[RunningBot]:
+    """A fake Slack, the real Bolt app built by ``build_slack_app``, served over HTTP."""
+    with FakeSlack(bot_user=bot_user) as slack:
+        settings = bot_settings(slack, **env)
+        client = WebClient(token="xoxb-test-token", base_url=slack.url + "/")
+        app = build_slack_app(settings, flow, db, client=client)
+        server = start_http_server(app, db)
+        try:
+            # Plain HTTP on loopback: skip loading the CA bundle (a tenth of a second per bot).
+            with httpx.Client(base_url=server.url, timeout=10, verify=False) as http:
+                yield RunningBot(slack, settings, server, http)
+        finally:
+            server.close()
+            close = getattr(app, "close", None)
+            if callable(close):
+                close()
