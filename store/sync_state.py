@@ -145,3 +145,41 @@ def record_success(conn: Connection, source: str, run_id: int) -> None:
                 "last_error": row["last_error"],
             },
         )
+
+
+CLAIM_REQUEST = """
+UPDATE sync_requests SET claimed_at = now()
+WHERE request_id = (
+    SELECT request_id FROM sync_requests WHERE claimed_at IS NULL
+    ORDER BY requested_at LIMIT 1 FOR UPDATE SKIP LOCKED
+)
+RETURNING request_id, source, scopes, full_sync, requested_by
+"""
+
+FINISH_REQUEST = "UPDATE sync_requests SET finished_at = now(), result = %s WHERE request_id = %s"
+
+RELEASE_ABANDONED_REQUESTS = """
+UPDATE sync_requests SET claimed_at = NULL
+WHERE finished_at IS NULL AND claimed_at < now() - interval '2 hours'
+"""
+
+
+def claim_request(conn: Connection) -> dict[str, Any] | None:
+    """The oldest unclaimed sync request, now claimed by the caller."""
+    row: dict[str, Any] | None = conn.execute(CLAIM_REQUEST).fetchone()
+    return row
+
+
+def finish_request(
+    conn: Connection, request_id: int, requested_by: dict[str, Any], reports: list[dict[str, Any]]
+) -> None:
+    """Record a request's outcome and queue it for the person who asked."""
+    conn.execute(FINISH_REQUEST, (json.dumps({"reports": reports}), request_id))
+    enqueue(conn, "sync_result", f"sync_result:{request_id}", {
+        "request_id": request_id, "requested_by": requested_by, "reports": reports,
+    })
+
+
+def release_abandoned_requests(conn: Connection) -> int:
+    """Requests claimed by a daemon that died long ago become claimable again."""
+    return int(conn.execute(RELEASE_ABANDONED_REQUESTS).rowcount)
