@@ -1,6 +1,6 @@
 """Store: COPY of 100k chunks with embeddings, then HNSW top-10 latency and recall vs exact.
 
-Run: .venv/bin/python bench/store.py [--chunks 100000] [--queries 200]
+Run: .venv/bin/python bench/vector_store.py [--chunks 100000] [--queries 200]
 Uses the embedded Postgres (a temporary data dir) unless KB_BENCH_DATABASE_URL is set.
 The baseline in the same run is exact search (numpy brute force over the same vectors).
 """
@@ -39,7 +39,9 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     args = parser.parse_args()
     rng = np.random.default_rng(7)
-    url = os.environ.get("KB_BENCH_DATABASE_URL") or start_embedded(Path(tempfile.mkdtemp()), ephemeral=True)
+    url = os.environ.get("KB_BENCH_DATABASE_URL") or start_embedded(
+        Path(tempfile.mkdtemp()), ephemeral=True
+    )
     db = Database.open(url, schema=f"bench_{uuid.uuid4().hex[:8]}")
     try:
         migrate(db)
