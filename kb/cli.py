@@ -70,6 +70,24 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     return run_demo(settings, questions, sys.stdout, interactive=interactive)
 
 
+def cmd_bot(settings: Settings, args: argparse.Namespace) -> int:
+    from kb.processes import run_bot
+
+    return run_bot(settings)
+
+
+def cmd_daemon(settings: Settings, args: argparse.Namespace) -> int:
+    from kb.processes import run_daemon
+
+    return run_daemon(settings)
+
+
+def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
+    from kb.processes import run_up
+
+    return run_up(settings)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kb", description="kb-bot: answers from Confluence and Jira, with sources."
@@ -84,6 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
         "-q", "--question", action="append", help="ask this instead of prompting (repeatable)"
     )
     demo.set_defaults(run=cmd_demo)
+
+    sub.add_parser(
+        "bot", help="the Slack app: HTTP on $PORT (/slack/events), or Socket Mode"
+    ).set_defaults(run=cmd_bot)
+    sub.add_parser(
+        "daemon", help="scheduled syncs, /kb-sync requests, webhooks, notice delivery"
+    ).set_defaults(run=cmd_daemon)
+    sub.add_parser("up", help="bot and daemon together on one machine").set_defaults(run=cmd_up)
 
     sync = sub.add_parser("sync", help="one sync run in the foreground")
     sync.add_argument("--source", choices=["confluence", "jira", "all"], default="all")

@@ -42,9 +42,9 @@ def database_url(settings: Settings) -> str:
     return start_embedded(settings.data_dir)
 
 
-def open_store(settings: Settings, *, schema: str = "public") -> Database:
+def open_store(settings: Settings, *, schema: str = "public", pool_size: int = 8) -> Database:
     """Connect (starting the embedded Postgres if needed) and apply pending migrations."""
-    db = Database.open(database_url(settings), schema=schema)
+    db = Database.open(database_url(settings), schema=schema, max_size=pool_size)
     migrate(db)
     return db
 
@@ -71,9 +71,9 @@ def build_embedder(settings: Settings, *, memo: bool = True) -> Embedder:
     return MemoEmbedder(inner, settings.data_dir / "embed-memo")
 
 
-def open_bound_store(settings: Settings, embedder: Embedder) -> Database:
+def open_bound_store(settings: Settings, embedder: Embedder, *, pool_size: int = 8) -> Database:
     """Open the store and check (or fix, on first use) which embedder it belongs to."""
-    db = open_store(settings)
+    db = open_store(settings, pool_size=pool_size)
     bind_embedder(db, embedder.identity)
     return db
 

@@ -1,0 +1,155 @@
+"""The long-running processes: ``kb bot``, ``kb daemon`` and ``kb up`` (both at once)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Mapping
+
+from kb import wiring
+from kb.daemon import Daemon
+from kb.settings import Settings
+from store.cache import AnswerCache
+from sync._webhook_metrics import series
+from sync.freshness import CacheInvalidator
+from sync.webhook_worker import WebhookWorker
+from sync.webhooks import build_webhook_app, security_warning, serve_webhooks
+
+log = logging.getLogger(__name__)
+
+
+def run_bot(settings: Settings) -> int:
+    from bot.slack_app import build_slack_app
+    from bot.slack_server import serve_slack
+
+    settings.require_slack()
+    embedder = wiring.build_embedder(settings)
+    db = wiring.open_bound_store(settings, embedder)
+    cache = wiring.build_cache(settings, db)
+    try:
+        flow = wiring.build_flow(settings, db, embedder, cache)
+        serve_slack(settings, build_slack_app(settings, flow, db), db)
+    finally:
+        cache.close()
+        db.close()
+    return 0
+
+
+def cache_metrics(cache: AnswerCache, invalidator: CacheInvalidator) -> dict[str, float]:
+    """The answer cache's counters as Prometheus series."""
+    stats = cache.stats()
+    samples: dict[str, float] = {
+        series("kb_answer_cache_hits_total", kind="exact"): stats.get("hits_exact", 0),
+        series("kb_answer_cache_hits_total", kind="nearest"): stats.get("hits_nearest", 0),
+        "kb_answers_dirtied_total": stats.get("dirtied", 0),
+        "kb_answers_evicted_total": stats.get("evictions", 0),
+        "kb_answer_cache_units": stats.get("units", 0),
+        "kb_answer_cache_bytes": stats.get("bytes", 0),
+        "kb_answers_dirtied_by_this_daemon_total": invalidator.dirtied,
+    }
+    for key, value in stats.items():
+        if key.startswith("miss_"):
+            samples[series("kb_answer_cache_misses_total", gate=key[5:])] = value
+    return samples
+
+
+def run_daemon(settings: Settings) -> int:
+    from bot.bot_state import metrics_snapshot
+    from bot.outbox import OutboxDeliverer
+    from bot.slack_platform import SlackPlatform, build_delivery_client
+
+    embedder = wiring.build_embedder(settings)
+    # The listener's 8 threads, the worker, the scheduler, requests and delivery share it.
+    db = wiring.open_bound_store(settings, embedder, pool_size=16)
+    cache = wiring.build_cache(settings, db)
+    invalidator = CacheInvalidator(db, cache)
+    engine = wiring.build_engine(settings, db, embedder, invalidator)
+    connectors = wiring.build_connectors(settings)
+    deliverer = None
+    if settings.slack_bot_token is not None:
+        platform = SlackPlatform(build_delivery_client(settings))
+        deliverer = OutboxDeliverer(db, {"slack": platform}, settings.ops_channel)
+    else:
+        log.warning("SLACK_BOT_TOKEN is not set: notices and ops alerts stay queued in the outbox")
+    warning = security_warning(settings.webhook_secret, settings.webhook_port)
+    if warning:
+        log.warning("%s", warning)
+    if not connectors:
+        log.warning("no source configured (CONFLUENCE_BASE_URL / JIRA_BASE_URL): nothing to sync")
+    worker = WebhookWorker(db, engine, connectors)
+
+    def extra_metrics() -> Mapping[str, float]:
+        samples = cache_metrics(cache, invalidator)
+        samples.update({f"kb_{k}": float(v) for k, v in metrics_snapshot(db).items()})
+        return samples
+
+    app = build_webhook_app(
+        settings.webhook_secret, db, extra_metrics=extra_metrics, on_stored=worker.wake
+    )
+    server = serve_webhooks(app, "0.0.0.0", settings.webhook_port)
+    daemon = Daemon(
+        db=db,
+        engine=engine,
+        connectors=connectors,
+        sync_every_minutes=settings.sync_every_minutes,
+        cache=cache,
+        deliverer=deliverer,
+        background=[worker.run_forever],
+    )
+    _stop_on_signals(daemon.stop, worker.wake)
+    server.start()
+    log.info("webhook listener on port %d", settings.webhook_port)
+    try:
+        daemon.run()
+    finally:
+        server.close()
+        cache.close()
+        db.close()
+    return 0
+
+
+def _stop_on_signals(stop: threading.Event, *wakers: object) -> None:
+    def handle(signum: int, frame: object) -> None:
+        stop.set()
+        for wake in wakers:
+            if callable(wake):
+                wake()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+
+def run_up(settings: Settings) -> int:
+    """``kb bot`` and ``kb daemon`` as two child processes sharing one embedded Postgres."""
+    settings.require_slack()
+    # Start the embedded server once here, so both children join it instead of racing.
+    if settings.database_url is None:
+        wiring.database_url(settings)
+    names = ("daemon", "bot")
+    children = [
+        subprocess.Popen([sys.executable, "-m", "kb.cli", name], env=os.environ.copy())
+        for name in names
+    ]
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    code = 0
+    while not stop.wait(0.5):
+        exited = [(n, c) for n, c in zip(names, children, strict=True) if c.poll() is not None]
+        if exited:
+            name, child = exited[0]
+            code = child.returncode or 1
+            log.error("kb %s exited (%s); stopping the other", name, code)
+            break
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    for child in children:
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+    return code
