@@ -436,10 +436,12 @@ def main() -> None:
                     pg_lookup, vectors[:n], args.queries // 2, rng, args.rounds
                 ),
             }
-        out["postgres"][str(max(pg_sizes))]["source_changed"] = invalidation(
-            pg, max(pg_sizes), args.rounds
-        )
-        out["cross_process_disk"] = cross_process(url, db.schema, db, args.xproc_ops)
+        if pg_sizes:
+            out["postgres"][str(max(pg_sizes))]["source_changed"] = invalidation(
+                pg, max(pg_sizes), args.rounds
+            )
+        if args.xproc_ops:
+            out["cross_process_disk"] = cross_process(url, db.schema, db, args.xproc_ops)
     finally:
         db.drop_schema()
         db.close()

@@ -175,8 +175,10 @@ class VectorStore:
         n = view.count
         q_codes = codes_of(query[None, :])[0]
         distance = np.zeros(n, dtype=np.uint16)
+        scratch = np.empty(n, dtype=np.uint64)  # reused: one pass of memory per word
         for w in range(WORDS):
-            distance += _popcount(view.codes_t[w, :n] ^ q_codes[w])
+            np.bitwise_xor(view.codes_t[w, :n], q_codes[w], out=scratch)
+            np.add(distance, _popcount(scratch), out=distance)
         distance[view.dead != 0] = np.iinfo(np.uint16).max
         rows = np.flatnonzero(distance <= hamming_bound(cutoff))
         if rows.size > _RERANK:

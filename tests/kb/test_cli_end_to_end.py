@@ -68,7 +68,7 @@ def test_sync_then_ask_answers_with_the_synced_sources(tmp_path: Path, database_
         env = {
             "PATH": "/usr/bin:/bin",
             "DATABASE_URL": database_url,
-            "KB_DATA_DIR": str(tmp_path / "kb"),
+            "KB_DATA_DIR": str(tmp_path / "data"),
             "CONFLUENCE_BASE_URL": wiki.base_url,
             "CONFLUENCE_EMAIL": FAKE_EMAIL,
             "CONFLUENCE_API_TOKEN": FAKE_TOKEN,
@@ -113,7 +113,7 @@ def test_a_refused_token_fails_the_sync_with_the_setting_to_fix(
         env = {
             "PATH": "/usr/bin:/bin",
             "DATABASE_URL": database_url,
-            "KB_DATA_DIR": str(tmp_path / "kb"),
+            "KB_DATA_DIR": str(tmp_path / "data"),
             "CONFLUENCE_BASE_URL": wiki.base_url,
             "CONFLUENCE_EMAIL": FAKE_EMAIL,
             "CONFLUENCE_API_TOKEN": "wrong-secret-token-123",

@@ -1,0 +1,87 @@
+"""`kb demo` end to end, non-interactively: the bundled knowledge base synced through the real
+engine with the local embedder, questions read from stdin, answers with their sources."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+
+@pytest.fixture
+def database_url(pg_url: str) -> Iterator[str]:
+    name = f"demo_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base, _, query = pg_url.partition("?")
+    yield f"{base.rsplit('/', 1)[0]}/{name}" + (f"?{query}" if query else "")
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def test_the_demo_answers_questions_from_stdin_with_sources(
+    tmp_path: Path, database_url: str
+) -> None:
+    questions = (
+        "How do I connect to the VPN on Windows?\nWhat caused OPS-412?\n"
+        "how do I connect to the VPN on windows\nquit\nnever asked\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "kb.cli", "demo"],
+        input=questions,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "DATABASE_URL": database_url,
+            "KB_DATA_DIR": str(tmp_path / "data"),
+            "KB_LOG_LEVEL": "ERROR",
+        },
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "confluence: synced 17, unchanged 0, deleted 0, skipped 1, failed 0" in out, (
+        "every page but the read-restricted one"
+    )
+    assert "jira: synced 12, unchanged 0, deleted 0, skipped 1, failed 0" in out, (
+        "every issue but the one with a security level"
+    )
+    assert "extractive quotes (set ANTHROPIC_API_KEY" in out
+    answers = out.split("ask> ")[1:]
+    assert len(answers) == 3, "stops at quit"
+    windows, ops412, again = answers
+    assert "[1] VPN access for Windows" in windows and "NWP-AOVPN" in windows
+    assert "No language model is configured" in windows
+    assert "[1] OPS-412:" in ops412
+    assert "answered from cache" in again and "answered from cache" not in windows
+    assert "Salary" not in out
+
+
+def test_a_second_demo_run_reuses_the_synced_knowledge_base(
+    tmp_path: Path, database_url: str
+) -> None:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "DATABASE_URL": database_url,
+        "KB_DATA_DIR": str(tmp_path / "data"),
+        "KB_LOG_LEVEL": "ERROR",
+    }
+    for expected in ("synced 17", "synced 0, unchanged 17"):
+        result = subprocess.run(
+            [sys.executable, "-m", "kb.cli", "demo", "-q", "Who do I page for a SEV1?"],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=tmp_path,
+            env=env,
+        )
+        assert result.returncode == 0, result.stderr
+        assert f"confluence: {expected}" in result.stdout
+        assert "On-call handbook" in result.stdout
