@@ -2,7 +2,8 @@
 
 HTTP mode routes ``POST /slack/events`` (events, slash commands and interactivity all arrive
 there) to Bolt and answers ``GET /healthz`` itself. Socket Mode needs no public URL; it still
-serves ``/healthz`` on ``$PORT`` so a container probe works the same in both modes.
+serves ``/healthz`` on ``$PORT`` so a container probe works the same in both modes. When Teams
+is configured, ``POST /api/messages`` goes to its handler on the same server, in both modes.
 """
 
 from __future__ import annotations
@@ -28,16 +29,26 @@ log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
 HEALTH_PATH = "/healthz"
+TEAMS_PATH = "/api/messages"
 MAX_BODY = 1024 * 1024  # Slack's payloads are a few kB; refuse anything silly early
 
 
 class KbWsgi:
-    """``/healthz`` answered here, ``/slack/events`` handed to Bolt, anything else 404."""
+    """``/healthz`` answered here, ``/slack/events`` handed to Bolt, ``/api/messages`` to the
+    Teams handler when there is one, anything else 404."""
 
-    def __init__(self, app: App | None, db: Database, *, mode: str) -> None:
+    def __init__(
+        self,
+        app: App | None,
+        db: Database,
+        *,
+        mode: str,
+        teams: WSGIApplication | None = None,
+    ) -> None:
         self._bolt = SlackRequestHandler(app, path=EVENTS_PATH) if app is not None else None
         self._db = db
         self._mode = mode
+        self._teams = teams
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -49,6 +60,8 @@ class KbWsgi:
             if method != "POST":
                 return _reply(start_response, "405 Method Not Allowed", {"error": "POST only"})
             return self._bolt(environ, start_response)
+        if path == TEAMS_PATH and self._teams is not None:
+            return self._teams(environ, start_response)
         return _reply(start_response, "404 Not Found", {"error": "not found"})
 
     def _health(self) -> tuple[str, dict[str, Any]]:
@@ -113,23 +126,42 @@ def create_server(wsgi: WSGIApplication, host: str, port: int, *, threads: int =
 
 
 def start_http_server(
-    app: App | None, db: Database, *, host: str = "127.0.0.1", port: int = 0, mode: str = "http"
+    app: App | None,
+    db: Database,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    mode: str = "http",
+    teams: WSGIApplication | None = None,
 ) -> RunningServer:
     """Serve in a background thread; ``port=0`` picks a free port (see ``.url``)."""
-    return RunningServer(create_server(KbWsgi(app, db, mode=mode), host, port), host)
+    return RunningServer(create_server(KbWsgi(app, db, mode=mode, teams=teams), host, port), host)
 
 
-def serve_slack(settings: Settings, app: App, db: Database) -> None:
-    """Run the bot until interrupted: Socket Mode when SLACK_APP_TOKEN is set, else HTTP."""
+def serve_slack(
+    settings: Settings,
+    app: App | None,
+    db: Database,
+    *,
+    teams: WSGIApplication | None = None,
+) -> None:
+    """Run the bot until interrupted: Socket Mode when SLACK_APP_TOKEN is set, else HTTP.
+
+    ``teams`` (``bot.teams.build_teams_handler``) adds ``POST /api/messages``; with no Slack
+    ``app`` it is served alone, over HTTP.
+    """
     try:
-        if settings.slack_app_token is not None:
-            _serve_socket_mode(settings, app, db)
+        if app is not None and settings.slack_app_token is not None:
+            _serve_socket_mode(settings, app, db, teams)
         else:
-            server = create_server(KbWsgi(app, db, mode="http"), "0.0.0.0", settings.port)
+            wsgi = KbWsgi(app, db, mode="http", teams=teams)
+            server = create_server(wsgi, "0.0.0.0", settings.port)
+            routes = [f"POST {EVENTS_PATH}"] if app is not None else []
+            routes += [f"POST {TEAMS_PATH}"] if teams is not None else []
             log.info(
-                "kb bot listening on port %s (HTTP mode: POST %s, GET %s)",
+                "kb bot listening on port %s (HTTP mode: %s, GET %s)",
                 settings.port,
-                EVENTS_PATH,
+                ", ".join(routes),
                 HEALTH_PATH,
             )
             try:
@@ -137,17 +169,22 @@ def serve_slack(settings: Settings, app: App, db: Database) -> None:
             finally:
                 server.close()
     finally:
-        close = getattr(app, "close", None)
-        if callable(close):
-            close()
+        for part in (app, teams):
+            close = getattr(part, "close", None)
+            if callable(close):
+                close()
 
 
-def _serve_socket_mode(settings: Settings, app: App, db: Database) -> None:
+def _serve_socket_mode(
+    settings: Settings, app: App, db: Database, teams: WSGIApplication | None
+) -> None:
     # The built-in client needs no extra dependency (no websocket-client, no aiohttp).
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
     assert settings.slack_app_token is not None
-    health = start_http_server(None, db, host="0.0.0.0", port=settings.port, mode="socket")
+    health = start_http_server(
+        None, db, host="0.0.0.0", port=settings.port, mode="socket", teams=teams
+    )
     log.info("kb bot connecting in Socket Mode; GET %s on port %s", HEALTH_PATH, health.port)
     handler = SocketModeHandler(app, settings.slack_app_token.reveal())
     try:

@@ -25,14 +25,17 @@ log = logging.getLogger(__name__)
 def run_bot(settings: Settings) -> int:
     from bot.slack_app import build_slack_app
     from bot.slack_server import serve_slack
+    from bot.teams import build_teams_handler
 
-    settings.require_slack()
+    settings.require_chat()
     embedder = wiring.build_embedder(settings)
     db = wiring.open_bound_store(settings, embedder)
     cache = wiring.build_cache(settings, db)
     try:
         flow = wiring.build_flow(settings, db, embedder, cache)
-        serve_slack(settings, build_slack_app(settings, flow, db), db)
+        slack = build_slack_app(settings, flow, db) if settings.slack_bot_token else None
+        teams = build_teams_handler(settings, flow, db) if settings.teams else None
+        serve_slack(settings, slack, db, teams=teams)
     finally:
         cache.close()
         db.close()
@@ -60,7 +63,9 @@ def cache_metrics(cache: AnswerCache, invalidator: CacheInvalidator) -> dict[str
 def run_daemon(settings: Settings) -> int:
     from bot.bot_state import metrics_snapshot
     from bot.outbox import OutboxDeliverer
+    from bot.platform import ChatPlatform
     from bot.slack_platform import SlackPlatform, build_delivery_client
+    from bot.teams_platform import build_teams_platform
 
     embedder = wiring.build_embedder(settings)
     # The listener's 8 threads, the worker, the scheduler, requests and delivery share it.
@@ -69,12 +74,22 @@ def run_daemon(settings: Settings) -> int:
     invalidator = CacheInvalidator(db, cache)
     engine = wiring.build_engine(settings, db, embedder, invalidator)
     connectors = wiring.build_connectors(settings)
-    deliverer = None
+    platforms: dict[str, ChatPlatform] = {}
     if settings.slack_bot_token is not None:
-        platform = SlackPlatform(build_delivery_client(settings))
-        deliverer = OutboxDeliverer(db, {"slack": platform}, settings.ops_channel)
+        platforms["slack"] = SlackPlatform(build_delivery_client(settings))
+    teams_platform = build_teams_platform(settings, db) if settings.teams else None
+    if teams_platform is not None:
+        platforms["teams"] = teams_platform
+    deliverer = None
+    if platforms:
+        deliverer = OutboxDeliverer(
+            db,
+            platforms,
+            settings.ops_channel,
+            ops_platform="slack" if "slack" in platforms else "teams",
+        )
     else:
-        log.warning("SLACK_BOT_TOKEN is not set: notices and ops alerts stay queued in the outbox")
+        log.warning("no chat platform configured: notices and ops alerts stay in the outbox")
     warning = security_warning(settings.webhook_secret, settings.webhook_port)
     if warning:
         log.warning("%s", warning)
@@ -107,6 +122,8 @@ def run_daemon(settings: Settings) -> int:
         daemon.run()
     finally:
         server.close()
+        if teams_platform is not None:
+            teams_platform.close()
         cache.close()
         db.close()
     return 0
@@ -125,7 +142,7 @@ def _stop_on_signals(stop: threading.Event, *wakers: object) -> None:
 
 def run_up(settings: Settings) -> int:
     """``kb bot`` and ``kb daemon`` as two child processes sharing one embedded Postgres."""
-    settings.require_slack()
+    settings.require_chat()
     # Start the embedded server once here, so both children join it instead of racing.
     if settings.database_url is None:
         wiring.database_url(settings)

@@ -7,6 +7,7 @@ reported by the ``require_*`` methods when that command starts.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,9 @@ from store.scope import Scope
 
 EMBEDDERS = ("local", "voyage", "openai")
 DEFAULT_MODEL = "claude-sonnet-5-5"
+# Bot Framework's published signing keys (public cloud); TEAMS_OPENID_METADATA_URL overrides it.
+TEAMS_OPENID_METADATA_URL = "https://login.botframework.com/v1/.well-known/openidconfiguration"
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,29 @@ class AtlassianSite:
     @property
     def is_cloud(self) -> bool:
         return self.email is not None
+
+
+@dataclass(frozen=True)
+class TeamsApp:
+    """A single-tenant Azure bot: its app registration, its client secret and its tenant.
+
+    ``openid_metadata_url`` (where inbound tokens' keys are published) and ``token_url``
+    (where the bot gets its own tokens) default to Microsoft's public cloud; tests point them
+    at local fakes.
+    """
+
+    app_id: str
+    password: Secret
+    tenant_id: str
+    openid_metadata_url: str = TEAMS_OPENID_METADATA_URL
+    token_url: str = ""
+
+    @property
+    def client_token_url(self) -> str:
+        return (
+            self.token_url
+            or f"https://login.microsoftonline.com/{self.tenant_id}/oauth2/v2.0/token"
+        )
 
 
 @dataclass(frozen=True)
@@ -82,6 +109,7 @@ class Settings:
     openai_base_url: str | None
     log_level: str
     cache_backend: str = "disk"
+    teams: TeamsApp | None = None
 
     def scope_for(self, channel: str | None) -> Scope:
         if channel is None:
@@ -96,6 +124,19 @@ class Settings:
                 "SLACK_SIGNING_SECRET", "is not set; HTTP mode needs it to verify Slack's requests"
             )
         return self.slack_bot_token, self.slack_signing_secret or Secret("")
+
+    def require_teams(self) -> TeamsApp:
+        if self.teams is None:
+            raise SettingsError(
+                "TEAMS_APP_ID",
+                "is not set; Teams needs TEAMS_APP_ID, TEAMS_APP_PASSWORD and TEAMS_TENANT_ID",
+            )
+        return self.teams
+
+    def require_chat(self) -> None:
+        """At least one chat platform is configured (Slack, Teams, or both)."""
+        if self.teams is None or self.slack_bot_token is not None:
+            self.require_slack()
 
     def require_a_source(self) -> None:
         if self.confluence is None and self.jira is None:
@@ -166,6 +207,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             "KB_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO", upper=True
         ),
         cache_backend=r.choice("KB_CACHE", ("disk", "postgres"), "disk"),
+        teams=r.teams(),
     )
 
 
@@ -256,7 +298,8 @@ class _Reader:
             part = part.strip()
             if not part:
                 continue
-            channel, sep, spec = part.partition("=")
+            # The last "=": a scope never holds one, a chat platform's channel id might.
+            channel, sep, spec = part.rpartition("=")
             if not sep or not channel.strip():
                 raise SettingsError(key, f"{part!r} should look like C0123=confluence:ENG,jira:OPS")
             try:
@@ -264,6 +307,31 @@ class _Reader:
             except ValueError as exc:
                 raise SettingsError(key, f"channel {channel.strip()}: {exc}") from None
         return scopes
+
+    def teams(self) -> TeamsApp | None:
+        keys = ("TEAMS_APP_ID", "TEAMS_APP_PASSWORD", "TEAMS_TENANT_ID")
+        app_id = self.text("TEAMS_APP_ID")
+        password = self.secret("TEAMS_APP_PASSWORD")
+        tenant = self.text("TEAMS_TENANT_ID")
+        given = [k for k, v in zip(keys, (app_id, password, tenant), strict=True) if v is not None]
+        if not given:
+            return None
+        if app_id is None or password is None or tenant is None:
+            missing = next(k for k in keys if k not in given)
+            raise SettingsError(missing, f"is not set but {given[0]} is; Teams needs all three")
+        # Single-tenant only (new Azure bots must be): "common" or a domain name is refused.
+        for key, value in (("TEAMS_APP_ID", app_id), ("TEAMS_TENANT_ID", tenant)):
+            if not _GUID.match(value):
+                raise SettingsError(
+                    key, "should be a GUID like 00000000-0000-0000-0000-000000000000"
+                )
+        return TeamsApp(
+            app_id=app_id.lower(),
+            password=password,
+            tenant_id=tenant.lower(),
+            openid_metadata_url=self.url("TEAMS_OPENID_METADATA_URL") or TEAMS_OPENID_METADATA_URL,
+            token_url=self.url("TEAMS_TOKEN_URL") or "",
+        )
 
     def site(self, prefix: str) -> AtlassianSite | None:
         base = self.url(f"{prefix}_BASE_URL")

@@ -96,6 +96,7 @@ class RedactSecrets(logging.Filter):
                 settings.openai_api_key,
                 settings.confluence.token if settings.confluence else None,
                 settings.jira.token if settings.jira else None,
+                settings.teams.password if settings.teams else None,
             )
             if s is not None and len(s.reveal()) >= 6
         ]

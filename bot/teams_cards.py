@@ -1,0 +1,280 @@
+"""Adaptive Cards for Teams: answers, errors and "source updated" notices.
+
+Cards are version 1.5 (what Teams renders for bots) with ``Action.Execute`` buttons: a click
+arrives as an ``adaptiveCard/action`` invoke that the bot answers in the same HTTP response,
+so a vote gets a private "thanks" instead of a message everyone in the channel sees.
+
+Teams renders a small Markdown subset in a TextBlock (bold, italic, lists, links) and no HTML
+or code blocks, so answers are reduced to that subset: headings become bold lines, code
+fences become monospace blocks, only http(s)/mailto links stay live, and tags are dropped.
+An ``<at>`` tag in a card pings nobody without a matching mention entity, which we never add.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.answers import Answer, SourceRef
+from bot.platform import (
+    ACTION_HELPFUL,
+    ACTION_NOT_HELPFUL,
+    ACTION_REFRESH,
+    ActionValue,
+    SourceNotice,
+    notice_text,
+)
+from bot.slack_blocks import age_phrase
+
+Element = dict[str, Any]
+Activity = dict[str, Any]
+
+CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
+CARD_VERSION = "1.5"
+# Teams refuses messages over about 28 KB; leave room for the JSON around the text.
+CARD_TEXT_LIMIT = 18_000
+FALLBACK_TEXT_LIMIT = 3_500
+SOURCES_SHOWN = 15
+DATA_KEY = "kb"
+
+UNAVAILABLE_TEXT = "I couldn't reach Claude just now — press Refresh to try again."
+EXTRACTIVE_NOTE = (
+    "\N{INFORMATION SOURCE}\ufe0f Quoted from the sources without an AI summary "
+    "(Claude isn't configured here)."
+)
+NO_SOURCES_NOTE = "🔍 Nothing in the sources this channel can use matched the question."
+TRUNCATED_NOTE = "…the answer was too long for one Teams message and was cut here."
+
+# notice_text and ops_text are written with Slack's emoji shortcodes; Teams shows them raw.
+_EMOJI = {
+    ":arrows_counterclockwise:": "🔄",
+    ":wastebasket:": "🗑️",
+    ":rotating_light:": "🚨",
+    ":white_check_mark:": "✅",
+    ":warning:": "⚠️",
+    ":information_source:": "\N{INFORMATION SOURCE}\ufe0f",
+    ":mag:": "🔍",
+}
+_FENCE = re.compile(r"^\s*(`{3,}|~{3,})")
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$")
+_MD_LINK = re.compile(r"\[([^\]\n]+)\]\(((?:[^\s()]|\([^\s()]*\))+)(?:\s+\"[^\"\n]*\")?\)")
+_HTML_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
+_HTML_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9]*(?:\s[^<>]*)?/?>")
+_SAFE_URL = re.compile(r"^(https?://|mailto:)", re.IGNORECASE)
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def emojify(text: str) -> str:
+    for code, emoji in _EMOJI.items():
+        text = text.replace(code, emoji)
+    return text
+
+
+def link(url: str, label: str) -> str:
+    """``[label](url)`` with what would end the label or the URL early neutralised."""
+    safe_label = " ".join(label.split()).replace("[", "(").replace("]", ")") or url
+    safe_url = url.strip().replace(" ", "%20").replace("(", "%28").replace(")", "%29")
+    if not _SAFE_URL.match(safe_url):
+        return safe_label
+    return f"[{safe_label}]({safe_url})"
+
+
+class TeamsMarkup:
+    """:class:`bot.platform.Markup` for a Teams TextBlock."""
+
+    def text(self, value: str) -> str:
+        return _CONTROL.sub("", value)
+
+    def bold(self, value: str) -> str:
+        return f"**{_CONTROL.sub('', value).strip()}**"
+
+    def link(self, url: str, label: str) -> str:
+        return link(url, label)
+
+
+def _text_block(text: str, **props: Any) -> Element:
+    return {"type": "TextBlock", "text": text, "wrap": True, **props}
+
+
+def markdown_blocks(markdown: str) -> list[Element]:
+    """Answer text as TextBlocks: prose keeps Teams' Markdown subset, code goes monospace."""
+    blocks: list[Element] = []
+    prose: list[str] = []
+    code: list[str] = []
+    in_fence = False
+
+    def flush_prose() -> None:
+        text = "\n".join(prose).strip("\n")
+        if text.strip():
+            blocks.append(_text_block(text))
+        prose.clear()
+
+    def flush_code() -> None:
+        if any(line.strip() for line in code):
+            blocks.append(_text_block("\n".join(code), fontType="Monospace"))
+        code.clear()
+
+    for line in _CONTROL.sub("", markdown).replace("\r\n", "\n").split("\n"):
+        if _FENCE.match(line):
+            if in_fence:
+                flush_code()
+            else:
+                flush_prose()
+            in_fence = not in_fence
+            continue
+        if in_fence:
+            code.append(line)
+        else:
+            prose.append(_convert_line(line))
+    flush_code()
+    flush_prose()
+    return blocks
+
+
+def _convert_line(line: str) -> str:
+    heading = _HEADING.match(line)
+    if heading:
+        return f"**{heading[1].replace('**', '')}**" if heading[1] else ""
+    line = _MD_LINK.sub(lambda m: link(m[2], m[1]), line)
+    line = _HTML_BREAK.sub(" ", line)
+    return _HTML_TAG.sub("", line)
+
+
+def _clip_blocks(blocks: list[Element], limit: int) -> list[Element]:
+    kept: list[Element] = []
+    used = 0
+    for block in blocks:
+        text = str(block["text"])
+        if used + len(text) > limit:
+            room = limit - used
+            if room > 200:
+                kept.append({**block, "text": text[:room] + "…"})
+            kept.append(_text_block(TRUNCATED_NOTE, isSubtle=True, size="Small"))
+            break
+        kept.append(block)
+        used += len(text)
+    return kept
+
+
+def _execute(verb: str, title: str, value: str) -> Element:
+    return {"type": "Action.Execute", "title": title, "verb": verb, "data": {DATA_KEY: value}}
+
+
+def answer_actions(unit_id: str | None, question: str, *, votes: bool = True) -> list[Element]:
+    value = ActionValue(unit_id, question).encode()
+    actions = []
+    if votes and unit_id:
+        actions.append(_execute(ACTION_HELPFUL, "👍 Helpful", value))
+        actions.append(_execute(ACTION_NOT_HELPFUL, "👎 Not helpful", value))
+    actions.append(_execute(ACTION_REFRESH, "🔄 Refresh", value))
+    return actions
+
+
+def _card(body: list[Element], actions: list[Element], fallback: str) -> Element:
+    return {
+        "contentType": CARD_CONTENT_TYPE,
+        "content": {
+            "type": "AdaptiveCard",
+            "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+            "version": CARD_VERSION,
+            "msteams": {"width": "Full"},
+            "fallbackText": fallback,
+            "body": body,
+            "actions": actions,
+        },
+    }
+
+
+def message(card: Element, summary: str) -> Activity:
+    """A message activity carrying one card; ``summary`` is what notifications and clients
+    that cannot draw cards show."""
+    return {
+        "type": "message",
+        "summary": _clip(summary, 200),
+        "attachments": [card],
+    }
+
+
+def sources_blocks(sources: tuple[SourceRef, ...]) -> list[Element]:
+    lines = [f"[{s.n}] {link(s.url, s.title[:200])}" for s in sources[:SOURCES_SHOWN]]
+    if len(sources) > SOURCES_SHOWN:
+        lines.append(f"…and {len(sources) - SOURCES_SHOWN} more")
+    # Two trailing spaces are a Markdown line break: one source per line, one block.
+    return [
+        _text_block("**Sources**", size="Small", spacing="Medium", separator=True),
+        _text_block("  \n".join(lines), size="Small", spacing="Small"),
+    ]
+
+
+def plain_text(answer: Answer) -> str:
+    """The answer with its source links, for clients that cannot draw the card."""
+    parts = [UNAVAILABLE_TEXT] if answer.mode == "unavailable" else []
+    if answer.text.strip():
+        body = answer.text.strip()
+        parts.append(body if len(body) <= FALLBACK_TEXT_LIMIT else body[:FALLBACK_TEXT_LIMIT] + "…")
+    if answer.sources:
+        parts.append(
+            "Sources:\n" + "\n".join(f"[{s.n}] {s.title}: {s.url}" for s in answer.sources)
+        )
+    return "\n\n".join(parts) or "(no answer)"
+
+
+def answer_activity(answer: Answer, *, now: datetime | None = None) -> Activity:
+    now = now or datetime.now(UTC)
+    head: list[Element] = []
+    notes: list[str] = []
+    if answer.mode == "unavailable":
+        head.append(_text_block(f"⚠️ {UNAVAILABLE_TEXT}", color="Warning"))
+    elif answer.mode == "extractive":
+        notes.append(EXTRACTIVE_NOTE)
+    elif answer.mode == "no_sources":
+        notes.append(NO_SOURCES_NOTE)
+    if answer.cached:
+        age = age_phrase(answer.sources_checked_at, now)
+        notes.append(f"Answered from cache · sources checked {age}" if age else "From cache")
+    body = head + _clip_blocks(markdown_blocks(answer.text), CARD_TEXT_LIMIT)
+    if answer.sources:
+        body += sources_blocks(answer.sources)
+    body += [_text_block(note, size="Small", isSubtle=True) for note in notes]
+    question = answer.standalone_question or answer.question
+    actions = answer_actions(answer.unit_id, question, votes=answer.mode != "unavailable")
+    fallback = plain_text(answer)
+    return message(_card(body, actions, fallback), fallback)
+
+
+def error_activity(text: str, question: str | None) -> Activity:
+    actions = answer_actions(None, question, votes=False) if question else []
+    card = _card([_text_block(f"⚠️ {text}", color="Warning")], actions, text)
+    return message(card, text)
+
+
+def notice_activity(notice: SourceNotice) -> Activity:
+    text = emojify(notice_text(notice, TeamsMarkup()))
+    value = ActionValue(notice.unit_id, notice.question).encode()
+    fallback = text if not notice.url else f"{text}\n{notice.url}"
+    card = _card([_text_block(text)], [_execute(ACTION_REFRESH, "🔄 Refresh", value)], fallback)
+    return message(card, fallback)
+
+
+def text_activity(markdown: str) -> Activity:
+    """A plain Markdown message (ops alerts, sync results): no card, no buttons."""
+    return {"type": "message", "textFormat": "markdown", "text": emojify(markdown)}
+
+
+def invoke_message(text: str) -> dict[str, Any]:
+    """An ``adaptiveCard/action`` answer that shows ``text`` to the person who clicked."""
+    return {"statusCode": 200, "type": "application/vnd.microsoft.activity.message", "value": text}
+
+
+def action_value(data: Any) -> ActionValue | None:
+    """The :class:`ActionValue` carried by a button's ``data``."""
+    if not isinstance(data, dict):
+        return None
+    raw = data.get(DATA_KEY)
+    return ActionValue.decode(raw if isinstance(raw, str) else None)
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
