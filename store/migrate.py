@@ -13,7 +13,7 @@ from importlib import resources
 import psycopg
 
 from kb.errors import MigrationError
-from store.db import Database
+from store.db import Connection, Database
 
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _LOCK_ID = 0x6B62_6D69  # "kbmi"
@@ -40,13 +40,20 @@ def available() -> list[Migration]:
     return found
 
 
+def _lock_and_ensure_table(conn: Connection) -> None:
+    # CREATE TABLE IF NOT EXISTS races with itself in Postgres (a duplicate pg_type row), so
+    # the bookkeeping table, like every migration, is created under the advisory lock.
+    conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))", (_LOCK_ID,))
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " number integer PRIMARY KEY, name text NOT NULL,"
+        " applied_at timestamptz NOT NULL DEFAULT now())"
+    )
+
+
 def applied(db: Database) -> list[int]:
     with db.connection() as conn:
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
-            " number integer PRIMARY KEY, name text NOT NULL,"
-            " applied_at timestamptz NOT NULL DEFAULT now())"
-        )
+        _lock_and_ensure_table(conn)
         return [
             r["number"] for r in conn.execute("SELECT number FROM schema_migrations ORDER BY 1")
         ]
@@ -55,9 +62,8 @@ def applied(db: Database) -> list[int]:
 def migrate(db: Database, *, upto: int | None = None) -> list[Migration]:
     """Apply pending migrations (up to ``upto``); returns those applied now."""
     done: list[Migration] = []
-    applied(db)
     with db.connection() as conn:
-        conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))", (_LOCK_ID,))
+        _lock_and_ensure_table(conn)
         have = {r["number"] for r in conn.execute("SELECT number FROM schema_migrations")}
         for migration in available():
             if migration.number in have or (upto is not None and migration.number > upto):
