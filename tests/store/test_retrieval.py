@@ -14,6 +14,8 @@ from store.tokens import TokenCounter
 from sync.chunking import Chunker
 from sync.engine import SyncEngine
 
+EVERYTHING = Scope.everything()
+
 
 @dataclass
 class Index:
@@ -21,9 +23,7 @@ class Index:
     retriever: Retriever
     embedder: HashingEmbedder
 
-    def ids(
-        self, question: str, scope: Scope = Scope.everything(), *, mode: Mode = "hybrid"
-    ) -> list[str]:
+    def ids(self, question: str, scope: Scope = EVERYTHING, *, mode: Mode = "hybrid") -> list[str]:
         vector = self.embedder.embed([question], purpose="query")[0]
         passages = self.retriever.search(question, vector, scope, mode=mode)
         return [p.artifact_id for p in passages]
