@@ -175,9 +175,16 @@ def finish_request(
 ) -> None:
     """Record a request's outcome and queue it for the person who asked."""
     conn.execute(FINISH_REQUEST, (json.dumps({"reports": reports}), request_id))
-    enqueue(conn, "sync_result", f"sync_result:{request_id}", {
-        "request_id": request_id, "requested_by": requested_by, "reports": reports,
-    })
+    enqueue(
+        conn,
+        "sync_result",
+        f"sync_result:{request_id}",
+        {
+            "request_id": request_id,
+            "requested_by": requested_by,
+            "reports": reports,
+        },
+    )
 
 
 def release_abandoned_requests(conn: Connection) -> int:

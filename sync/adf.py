@@ -25,11 +25,27 @@ from sync.wiki_markup import wiki_to_text
 Node = Mapping[str, Any]
 
 _INLINE_TYPES = frozenset(
-    {"text", "hardBreak", "mention", "emoji", "inlineCard", "status", "date", "placeholder",
-     "inlineExtension", "mediaInline"}
+    {
+        "text",
+        "hardBreak",
+        "mention",
+        "emoji",
+        "inlineCard",
+        "status",
+        "date",
+        "placeholder",
+        "inlineExtension",
+        "mediaInline",
+    }
 )
-_PANEL_LABELS = {"info": "Info", "note": "Note", "tip": "Tip", "warning": "Warning",
-                 "error": "Error", "success": "Success"}
+_PANEL_LABELS = {
+    "info": "Info",
+    "note": "Note",
+    "tip": "Tip",
+    "warning": "Warning",
+    "error": "Error",
+    "success": "Success",
+}
 # Inline nodes with no words of their own: a placeholder is only editor hint text.
 _SILENT_TYPES = frozenset({"placeholder", "rule"})
 
@@ -73,8 +89,9 @@ def _str(value: Any) -> str:
 
 def _is_inline(node: Node) -> bool:
     kind = _str(node.get("type"))  # a malformed, unhashable type must not raise
-    return kind in _INLINE_TYPES or (kind not in _BLOCK_RENDERERS and "text" in node
-                                     and not _nodes(node))
+    return kind in _INLINE_TYPES or (
+        kind not in _BLOCK_RENDERERS and "text" in node and not _nodes(node)
+    )
 
 
 def _blocks(nodes: Sequence[Node]) -> list[str]:
@@ -122,8 +139,7 @@ def _list(node: Node) -> list[str]:
     number = order if isinstance(order, int) and order >= 0 else 1
     items: list[str] = []
     for item in _nodes(node):
-        body = "\n".join(_blocks(_nodes(item)) if item.get("type") == "listItem"
-                         else _block(item))
+        body = "\n".join(_blocks(_nodes(item)) if item.get("type") == "listItem" else _block(item))
         if not body.strip():
             continue
         items.append(list_item(f"{number}. " if ordered else "- ", body))
@@ -152,8 +168,9 @@ def _task_list(node: Node) -> list[str]:
 
 
 def _code(node: Node) -> list[str]:
-    code = "".join(_str(n.get("text")) if "text" in n else "\n".join(_all_text(n))
-                   for n in _nodes(node))
+    code = "".join(
+        _str(n.get("text")) if "text" in n else "\n".join(_all_text(n)) for n in _nodes(node)
+    )
     return [fence(code, _str(_attrs(node).get("language")))]
 
 
@@ -176,9 +193,14 @@ def _table(node: Node) -> list[str]:
         for cell in _nodes(row):
             is_cell = cell.get("type") in ("tableCell", "tableHeader")
             attrs = _attrs(cell)
-            cells.append(Cell(one_line("\n".join(_blocks(_nodes(cell) if is_cell else [cell]))),
-                              cell.get("type") == "tableHeader",
-                              _int(attrs.get("colspan")), _int(attrs.get("rowspan"))))
+            cells.append(
+                Cell(
+                    one_line("\n".join(_blocks(_nodes(cell) if is_cell else [cell]))),
+                    cell.get("type") == "tableHeader",
+                    _int(attrs.get("colspan")),
+                    _int(attrs.get("rowspan")),
+                )
+            )
         rows.append(cells)
     return [render_table(rows)]
 
@@ -270,7 +292,7 @@ def _text(node: Node) -> str:
             if isinstance(mark, Mapping) and mark.get("type") == "link":
                 href = _str(_attrs(mark).get("href"))
                 # link() collapses whitespace; keep the text's own edges so words stay apart
-                lead, trail = text[: len(text) - len(text.lstrip())], text[len(text.rstrip()):]
+                lead, trail = text[: len(text) - len(text.lstrip())], text[len(text.rstrip()) :]
                 return f"{lead}{link(text, href)}{trail}"
     return text
 

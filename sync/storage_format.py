@@ -30,27 +30,60 @@ from sync._text import (
 _HEADINGS = {f"h{n}": n for n in range(1, 7)}
 _BLOCK_TAGS = frozenset(
     {
-        *_HEADINGS, "p", "div", "section", "article", "aside", "header", "footer", "main",
-        "nav", "center", "blockquote", "pre", "ul", "ol", "dl", "dt", "dd", "table", "hr",
-        "figure", "figcaption", "details", "summary", "address", "form", "fieldset",
-        "ac:layout", "ac:layout-section", "ac:layout-cell", "ac:task-list",
-        "ac:rich-text-body", "ac:adf-extension",
+        *_HEADINGS,
+        "p",
+        "div",
+        "section",
+        "article",
+        "aside",
+        "header",
+        "footer",
+        "main",
+        "nav",
+        "center",
+        "blockquote",
+        "pre",
+        "ul",
+        "ol",
+        "dl",
+        "dt",
+        "dd",
+        "table",
+        "hr",
+        "figure",
+        "figcaption",
+        "details",
+        "summary",
+        "address",
+        "form",
+        "fieldset",
+        "ac:layout",
+        "ac:layout-section",
+        "ac:layout-cell",
+        "ac:task-list",
+        "ac:rich-text-body",
+        "ac:adf-extension",
     }
 )
 _DROPPED_TAGS = frozenset(
     {"script", "style", "head", "title", "ac:placeholder", "ac:parameter", "ac:adf-attribute"}
 )
-_PANELS = {"info": "Info", "note": "Note", "warning": "Warning", "tip": "Tip", "panel": "Panel",
-           "success": "Success", "error": "Error"}
+_PANELS = {
+    "info": "Info",
+    "note": "Note",
+    "warning": "Warning",
+    "tip": "Tip",
+    "panel": "Panel",
+    "success": "Success",
+    "error": "Error",
+}
 _CODE_MACROS = frozenset({"code", "noformat"})
 _INLINE_MACROS = frozenset({"status", "anchor", "jira", "profile", "profile-picture"})
 _FILE_MACROS = frozenset({"view-file", "viewpdf", "viewdoc", "viewxls", "viewppt", "multimedia"})
 _MACRO_TAGS = frozenset({"ac:structured-macro", "ac:macro"})
 
 
-def storage_to_text(
-    xhtml: str, *, user_name: Callable[[str], str | None] | None = None
-) -> str:
+def storage_to_text(xhtml: str, *, user_name: Callable[[str], str | None] | None = None) -> str:
     """Convert a storage-format fragment to plain text with Markdown-style structure.
 
     ``user_name`` maps an account id (or a Server user key / name) to a display name; users
@@ -116,8 +149,11 @@ def _macro_name(tag: Tag) -> str:
 
 
 def _params(tag: Tag) -> dict[str, Tag]:
-    return {_attr(p, "ac:name").lower(): p for p in tag.find_all("ac:parameter", recursive=False)
-            if isinstance(p, Tag)}
+    return {
+        _attr(p, "ac:name").lower(): p
+        for p in tag.find_all("ac:parameter", recursive=False)
+        if isinstance(p, Tag)
+    }
 
 
 def _param(tag: Tag, name: str) -> str:
@@ -144,8 +180,10 @@ class _Renderer:
         # container; looking one level down is enough for what editors produce.
         return any(
             isinstance(c, Tag)
-            and (c.name in _BLOCK_TAGS
-                 or (c.name in _MACRO_TAGS and _macro_name(c) not in _INLINE_MACROS))
+            and (
+                c.name in _BLOCK_TAGS
+                or (c.name in _MACRO_TAGS and _macro_name(c) not in _INLINE_MACROS)
+            )
             for c in node.children
         )
 
@@ -235,8 +273,11 @@ class _Renderer:
         rows: list[list[Cell]] = []
         # Only this table's own rows: those of a nested table belong to that table's cell.
         sections = [c for c in table.children if isinstance(c, Tag)]
-        own_rows = [r for c in sections
-                    for r in ([c] if c.name == "tr" else c.find_all("tr", recursive=False))]
+        own_rows = [
+            r
+            for c in sections
+            for r in ([c] if c.name == "tr" else c.find_all("tr", recursive=False))
+        ]
         for tr in own_rows:
             if not isinstance(tr, Tag):
                 continue
@@ -244,9 +285,14 @@ class _Renderer:
             cells: list[Cell] = []
             for td in tr.find_all(("td", "th"), recursive=False):
                 if isinstance(td, Tag):
-                    cells.append(Cell(one_line("\n".join(self.blocks(td))),
-                                      in_head or td.name == "th",
-                                      _span(_attr(td, "colspan")), _span(_attr(td, "rowspan"))))
+                    cells.append(
+                        Cell(
+                            one_line("\n".join(self.blocks(td))),
+                            in_head or td.name == "th",
+                            _span(_attr(td, "colspan")),
+                            _span(_attr(td, "rowspan")),
+                        )
+                    )
             rows.append(cells)
         return rows
 
@@ -336,8 +382,9 @@ class _Renderer:
                 # The page title or file name is kept beside differing link text: both are
                 # things a reader may search for.
                 target = _attr(child, "ri:content-title") or _attr(child, "ri:filename")
-                return f"{text} ({target})" if text and target and text != target else (
-                    text or target)
+                return (
+                    f"{text} ({target})" if text and target and text != target else (text or target)
+                )
             if child.name == "ri:space":
                 return text or _attr(child, "ri:space-key")
             if child.name == "ri:url":
@@ -360,8 +407,7 @@ class _Renderer:
         return f" {name} ({text}) " if name and text else f" {name or text} "
 
     def user(self, tag: Tag) -> str:
-        key = (_attr(tag, "ri:account-id") or _attr(tag, "ri:userkey")
-               or _attr(tag, "ri:username"))
+        key = _attr(tag, "ri:account-id") or _attr(tag, "ri:userkey") or _attr(tag, "ri:username")
         display = self._user_name(key) if key and self._user_name is not None else None
         return f"@{display}" if display else "@user"
 

@@ -51,12 +51,19 @@ _STYLE_MACRO_RE = re.compile(r"\{(?:color(?::[^}\n]*)?|anchor:[^}\n]*)\}", re.IG
 _MARKS = ("*", "_", "-", "+", "^", "~", "??")
 # The span is bounded so a long line full of markers cannot backtrack quadratically.
 _MARK_RES = tuple(
-    re.compile(rf"(?<![\w{re.escape(m[0])}]){re.escape(m)}(?=\S)(.{{1,300}}?)(?<=\S)"
-               rf"{re.escape(m)}(?![\w{re.escape(m[0])}])")
+    re.compile(
+        rf"(?<![\w{re.escape(m[0])}]){re.escape(m)}(?=\S)(.{{1,300}}?)(?<=\S)"
+        rf"{re.escape(m)}(?![\w{re.escape(m[0])}])"
+    )
     for m in _MARKS
 )
-_PANEL_LABELS = {"panel": "Panel", "info": "Info", "note": "Note", "warning": "Warning",
-                 "tip": "Tip"}
+_PANEL_LABELS = {
+    "panel": "Panel",
+    "info": "Info",
+    "note": "Note",
+    "warning": "Warning",
+    "tip": "Tip",
+}
 
 
 def wiki_to_text(
@@ -91,9 +98,12 @@ class _Converter:
         unclosed openers cost no rescans; an unclosed block stays as literal text.
         """
         tokens = list(_CODE_TOKEN_RE.finditer(text))
-        closers = {name: [i for i, t in enumerate(tokens)
-                          if t.group(1).lower() == name and t.group(2) is None]
-                   for name in ("code", "noformat")}
+        closers = {
+            name: [
+                i for i, t in enumerate(tokens) if t.group(1).lower() == name and t.group(2) is None
+            ]
+            for name in ("code", "noformat")
+        }
         out: list[str] = []
         pos = k = 0
         while k < len(tokens):
@@ -105,8 +115,10 @@ class _Converter:
                 k += 1
                 continue
             close = tokens[after[n]]
-            out += [text[pos:opener.start()], self._code_block(
-                name, opener.group(2), text[opener.end():close.start()])]
+            out += [
+                text[pos : opener.start()],
+                self._code_block(name, opener.group(2), text[opener.end() : close.start()]),
+            ]
             pos, k = close.end(), after[n] + 1
         out.append(text[pos:])
         return "".join(out)
@@ -150,9 +162,15 @@ class _Converter:
                 i += 1
             elif opener:
                 name = opener.group(1).lower()
-                close = next((j for j in range(i + 1, len(lines))
-                              if lines[j].strip().lower() == f"{{{name}}}"), len(lines))
-                inner = self.blocks(lines[i + 1:close])
+                close = next(
+                    (
+                        j
+                        for j in range(i + 1, len(lines))
+                        if lines[j].strip().lower() == f"{{{name}}}"
+                    ),
+                    len(lines),
+                )
+                inner = self.blocks(lines[i + 1 : close])
                 if name == "quote":
                     out.append(quote(join_blocks(inner)))
                 else:
@@ -204,8 +222,7 @@ class _Converter:
             row = lines[i].strip()
             i += 1
             # A cell may run over several lines; the row ends on a line ending with "|".
-            while not row.endswith("|") and i < len(lines) \
-                    and _is_paragraph_line(lines[i].strip()):
+            while not row.endswith("|") and i < len(lines) and _is_paragraph_line(lines[i].strip()):
                 row += "\n" + lines[i].strip()
                 i += 1
             rows.append(self._cells(row))
@@ -268,7 +285,7 @@ class _Converter:
         return keep(link(label, target) or label)
 
     def _mention(self, user: str) -> str:
-        account = user[len("accountid:"):] if user.lower().startswith("accountid:") else None
+        account = user[len("accountid:") :] if user.lower().startswith("accountid:") else None
         key = account if account is not None else user
         display = self._user_name(key) if self._user_name is not None and key else None
         if display:
@@ -280,8 +297,10 @@ def _is_paragraph_line(line: str) -> bool:
     """False for blank lines and lines that start a block of their own."""
     return bool(line) and not (
         line.startswith("|")
-        or any(r.match(line) for r in (_CODE_LINE_RE, _BLOCK_OPEN_RE, _HEADING_RE, _BQ_RE,
-                                       _RULE_RE, _LIST_RE))
+        or any(
+            r.match(line)
+            for r in (_CODE_LINE_RE, _BLOCK_OPEN_RE, _HEADING_RE, _BQ_RE, _RULE_RE, _LIST_RE)
+        )
     )
 
 

@@ -254,7 +254,9 @@ def test_cells_in_a_thead_are_headers_even_when_written_as_td() -> None:
 
 
 def test_nested_tables_stay_inside_their_cell_and_captions_are_kept() -> None:
-    xhtml = ("<table><caption>Hosts</caption><tr><th>Name</th><th>Ports</th></tr>"
-             "<tr><td>web</td><td><table><tr><td>80</td><td>443</td></tr></table></td></tr>"
-             "</table>")
+    xhtml = (
+        "<table><caption>Hosts</caption><tr><th>Name</th><th>Ports</th></tr>"
+        "<tr><td>web</td><td><table><tr><td>80</td><td>443</td></tr></table></td></tr>"
+        "</table>"
+    )
     assert storage_to_text(xhtml) == "Hosts\n\nName: web | Ports: 80 | 443"
