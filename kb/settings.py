@@ -118,7 +118,11 @@ class Settings:
 
     def require_slack(self) -> tuple[Secret, Secret]:
         if self.slack_bot_token is None:
-            raise SettingsError("SLACK_BOT_TOKEN", "is not set; the bot needs its xoxb- token")
+            raise SettingsError(
+                "SLACK_BOT_TOKEN",
+                "is not set; the bot needs its xoxb- token (or, for Teams only, TEAMS_APP_ID, "
+                "TEAMS_APP_PASSWORD and TEAMS_TENANT_ID)",
+            )
         if self.slack_signing_secret is None and self.slack_app_token is None:
             raise SettingsError(
                 "SLACK_SIGNING_SECRET", "is not set; HTTP mode needs it to verify Slack's requests"

@@ -76,7 +76,8 @@ def _ensure_extension(url: str) -> None:
 
 
 def _redact(text: str) -> str:
-    return re.sub(r"(password=|://[^:/@]*:)[^@\s]*", r"\1***", text)
+    """libpq's message on one line, with any password in it masked."""
+    return " ".join(re.sub(r"(password=|://[^:/@]*:)[^@\s]*", r"\1***", text).split())
 
 
 @dataclass

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from kb.errors import StoreError
 from store.db import Database
 
 _HOLDER = textwrap.dedent(
@@ -89,3 +90,11 @@ def test_pooled_connections_read_and_write_pgvector_values(db: Database) -> None
     assert row is not None
     assert row["e"].to_list() == [1.0, 2.0, 3.0]
     assert row["d"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_an_unreachable_database_is_one_line_without_the_password() -> None:
+    with pytest.raises(StoreError) as caught:
+        Database.open("postgresql://kb:hunter2-secret@127.0.0.1:1/kb")
+    message = str(caught.value)
+    assert "\n" not in message and "hunter2-secret" not in message
+    assert "check DATABASE_URL" in message
