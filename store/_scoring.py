@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 _TSV_ENTRY = re.compile(r"'((?:[^']|'')+)':([0-9A-D,]+)")
@@ -40,13 +41,27 @@ def parse_tsvector(text: str) -> ParsedVector:
     return ParsedVector(tf, positions, length)
 
 
-def ordered_lexemes(question_tsvector: str) -> list[str]:
-    """The question's lexemes in the order they occur (repeats kept once)."""
-    parsed = parse_tsvector(question_tsvector)
-    by_position = sorted(
-        (pos, lexeme) for lexeme, spots in parsed.positions.items() for pos in spots
-    )
-    return list(dict.fromkeys(lexeme for _, lexeme in by_position))
+def pick_lexemes(tsvector_text: str, lexemes: Sequence[str], length: int) -> ParsedVector:
+    """A ParsedVector of just ``lexemes`` from a tsvector's text form (``'word':1A,5``
+    entries), found by substring search: candidates hold hundreds of lexemes, questions a
+    handful. ``length`` is the document length BM25 normalises by."""
+    tf: dict[str, float] = {}
+    positions: dict[str, tuple[int, ...]] = {}
+    for lexeme in lexemes:
+        key = "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "':"
+        if tsvector_text.startswith(key):
+            start = len(key)
+        else:
+            at = tsvector_text.find(" " + key)
+            if at < 0:
+                continue
+            start = at + 1 + len(key)
+        stop = tsvector_text.find(" ", start)
+        hits = _POSITION.findall(tsvector_text[start : stop if stop >= 0 else None])
+        if hits:
+            tf[lexeme] = sum(_FIELD_WEIGHT[weight] for _, weight in hits)
+            positions[lexeme] = tuple(int(pos) for pos, _ in hits)
+    return ParsedVector(tf, positions, length)
 
 
 def idf(total: int, df: int) -> float:

@@ -39,6 +39,10 @@ COPY chunks (artifact_id, ord, source, scope_key, title, heading, text, token_co
 FROM STDIN WITH (FORMAT BINARY)
 """
 
+COPY_SENTENCES = """
+COPY chunk_sentences (artifact_id, chunk_ord, ord, embedding) FROM STDIN WITH (FORMAT BINARY)
+"""
+
 TOMBSTONE = """
 UPDATE artifacts SET deleted_at = now(), synced_at = now()
 WHERE artifact_id = %s AND deleted_at IS NULL
@@ -77,6 +81,7 @@ class ChunkRow:
     heading: str
     text: str
     token_count: int
+    sentences: tuple[str, ...] = ()  # embedded one by one too (store.search.sentence_units)
 
 
 def states(conn: Connection, artifact_ids: Sequence[str]) -> dict[str, ArtifactState]:
@@ -87,9 +92,16 @@ def states(conn: Connection, artifact_ids: Sequence[str]) -> dict[str, ArtifactS
 
 
 def replace(
-    conn: Connection, artifact: ArtifactRow, chunks: Sequence[ChunkRow], embeddings: Vectors
+    conn: Connection,
+    artifact: ArtifactRow,
+    chunks: Sequence[ChunkRow],
+    embeddings: Vectors,
+    sentence_embeddings: Vectors | None = None,
 ) -> None:
-    """Replace an artifact's row and chunks; call inside one transaction."""
+    """Replace an artifact's row and chunks; call inside one transaction.
+
+    ``sentence_embeddings`` holds one row per entry of every chunk's ``sentences``, in order;
+    the old sentences go with the old chunks (ON DELETE CASCADE)."""
     conn.execute(UPSERT_ARTIFACT, {**artifact.__dict__, "labels": list(artifact.labels)})
     conn.execute(DELETE_CHUNKS, (artifact.artifact_id,))
     with conn.cursor() as cur, cur.copy(COPY_CHUNKS) as copy:
@@ -108,6 +120,13 @@ def replace(
                     vector,
                 )
             )
+    sentences = [(c.ord, i) for c in chunks for i in range(len(c.sentences))]
+    if not sentences or sentence_embeddings is None:
+        return
+    with conn.cursor() as cur, cur.copy(COPY_SENTENCES) as copy:
+        copy.set_types(["text", "int4", "int4", "vector"])
+        for (chunk_ord, ord_), vector in zip(sentences, sentence_embeddings, strict=True):
+            copy.write_row((artifact.artifact_id, chunk_ord, ord_, vector))
 
 
 def touch_version(conn: Connection, artifact: ArtifactRow) -> None:

@@ -1,18 +1,24 @@
 """Hybrid retrieval: pgvector nearest neighbours + BM25 over Postgres full-text, fused.
 
-The channel's scope filters every query in SQL. Keyword candidates come from an OR of the
-question's informative lexemes (an AND of every word, as ``websearch_to_tsquery`` gives,
-misses most natural-language questions) and are re-scored with BM25, with title and heading
-matches weighted up, using document frequencies kept in ``term_stats``, plus phrase and
-density signals from the tsvector positions. Every candidate of either list gets both an exact
-cosine and a keyword score; the two are min-max scaled and mixed (score fusion beats
+One SQL statement per question gathers the candidates and every signal: the question's
+lexemes with their document frequencies (``term_stats``), the nearest chunks by embedding
+(HNSW), the chunks matching any informative lexeme (GIN; an AND of every word, as
+``websearch_to_tsquery`` gives, misses most natural-language questions), and for each
+candidate of either list its exact cosine, its best sentence's cosine (``chunk_sentences``)
+and the positions of the question's lexemes in it. The channel's scope filters in SQL.
+
+In Python each candidate gets a semantic score (chunk cosine + best sentence cosine: a
+question usually paraphrases one sentence, which a whole-chunk embedding blurs) and a keyword
+score (BM25 with title and heading hits weighted up, plus phrase and densest-window signals
+from the positions); both are min-max scaled over the candidates and mixed (score fusion beats
 reciprocal-rank fusion at the top of the list here). An exact Jira key in the question pulls
-that issue first.
-Results are grouped per artifact (best chunks kept) and cut to a token budget.
+that issue first. Results are grouped per artifact (best chunks kept) and cut to a token
+budget; only the chunks that make it into passages are read in full.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,15 +26,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from store._scoring import (
-    ParsedVector,
-    bm25,
-    densest_window,
-    idf,
-    ordered_lexemes,
-    parse_tsvector,
-    proximity,
-)
+from store._scoring import ParsedVector, bm25, densest_window, pick_lexemes, proximity
 from store.db import Connection, Database
 from store.passages import Passage
 from store.scope import Scope
@@ -42,12 +40,13 @@ JIRA_KEY = re.compile(r"\b([A-Z][A-Z0-9]{1,9}-\d{1,7})\b")
 class SearchSettings:
     vector_candidates: int = 40
     keyword_candidates: int = 60
-    keyword_share: float = 0.5  # weight of the keyword score against cosine in the fusion
+    keyword_share: float = 0.4  # weight of the keyword score against the semantic one
+    sentence_weight: float = 1.0  # best sentence's cosine, added to the chunk's cosine
     phrase_weight: float = 0.5
-    window_weight: float = 0.5
+    window_weight: float = 1.0
     window_width: int = 15
     bm25_k1: float = 0.9
-    bm25_b: float = 0.4
+    bm25_b: float = 0.75
     chunks_per_artifact: int = 2
     max_common_share: float = 0.25  # lexemes in more chunks than this don't pick candidates
 
@@ -56,37 +55,69 @@ _SCOPE_SQL = """
 (%(all)s OR (c.source || ':' || c.scope_key) = ANY(%(exact)s) OR c.source = ANY(%(whole)s))
 """
 
-VECTOR_QUERY = f"""
-SELECT c.chunk_id, 1 - (c.embedding <=> %(q)s) AS similarity
+# The question's lexemes and their IDF; the informative ones (in at most max_common_share of
+# the chunks; the three rarest if none is) pick keyword candidates, one GIN lookup each,
+# ranked by the IDF mass of the lexemes they hold (ts_rank_cd knows nothing of rarity and
+# would read every match's tsvector), shorter first. Each candidate's tsvector comes back as
+# text for BM25 and phrase scoring.
+RANK_QUERY = rf"""
+WITH question AS MATERIALIZED (
+    SELECT u.lexeme, u.positions[1] AS at, coalesce(t.ndoc, 0) AS ndoc
+    FROM unnest(to_tsvector('english', %(question)s)) u
+    LEFT JOIN term_stats t ON t.lexeme = u.lexeme
+),
+stats AS MATERIALIZED (
+    SELECT greatest(coalesce((SELECT max(chunks) FROM corpus_stats), 0),
+                    coalesce((SELECT max(ndoc) FROM question), 0), 1) AS total,
+           coalesce((SELECT max(avg_length) FROM corpus_stats), 1) AS avg_length
+),
+weighted AS MATERIALIZED (
+    SELECT q.lexeme, q.at,
+           ln(1 + (s.total - q.ndoc + 0.5) / (q.ndoc + 0.5)) AS idf,
+           q.ndoc <= %(common)s * s.total AS informative,
+           row_number() OVER (ORDER BY q.ndoc, q.lexeme) AS rarity
+    FROM question q, stats s
+),
+picked AS MATERIALIZED (
+    SELECT w.idf,
+           ('''' || replace(replace(w.lexeme, E'\\', E'\\\\'), '''', '''''') || '''')::tsquery
+               AS query
+    FROM weighted w
+    WHERE w.informative
+       OR (w.rarity <= 3 AND NOT EXISTS (SELECT 1 FROM weighted i WHERE i.informative))
+),
+vec AS MATERIALIZED (
+    SELECT c.chunk_id FROM chunks c
+    WHERE {_SCOPE_SQL}
+    ORDER BY c.embedding <=> %(vector)s
+    LIMIT %(vector_limit)s
+),
+kw AS MATERIALIZED (
+    SELECT c.chunk_id FROM picked p JOIN chunks c ON c.tsv @@ p.query
+    WHERE {_SCOPE_SQL}
+    GROUP BY c.chunk_id
+    ORDER BY sum(p.idf) DESC, min(c.token_count)
+    LIMIT %(keyword_limit)s
+)
+SELECT c.chunk_id, c.artifact_id, c.ord, length(c.tsv) AS length,
+       c.chunk_id IN (SELECT chunk_id FROM vec) AS from_vector,
+       c.chunk_id IN (SELECT chunk_id FROM kw) AS from_keyword,
+       1 - (c.embedding <=> %(vector)s) AS similarity,
+       (SELECT max(1 - (s.embedding <=> %(vector)s)) FROM chunk_sentences s
+        WHERE s.artifact_id = c.artifact_id AND s.chunk_ord = c.ord) AS sentence_similarity,
+       CASE WHEN %(with_terms)s THEN c.tsv::text END AS tsv,
+       (SELECT json_agg(json_build_array(lexeme, idf) ORDER BY at) FROM weighted)::text AS terms,
+       (SELECT avg_length FROM stats) AS avg_length
 FROM chunks c
-WHERE {_SCOPE_SQL}
-ORDER BY c.embedding <=> %(q)s
-LIMIT %(limit)s
+WHERE c.chunk_id IN (SELECT chunk_id FROM vec UNION SELECT chunk_id FROM kw)
+  AND EXISTS (SELECT 1 FROM artifacts a
+              WHERE a.artifact_id = c.artifact_id AND a.deleted_at IS NULL)
 """
-
-KEYWORD_QUERY = f"""
-SELECT c.chunk_id, c.tsv::text AS tsv
-FROM chunks c, to_tsquery('english', %(tsquery)s) query
-WHERE c.tsv @@ query AND {_SCOPE_SQL}
-ORDER BY ts_rank_cd(c.tsv, query, 1) DESC
-LIMIT %(limit)s
-"""
-
-QUESTION_VECTOR = "SELECT to_tsvector('english', %s)::text AS tsv"
-
-CANDIDATE_SIGNALS = """
-SELECT chunk_id, tsv::text AS tsv, 1 - (embedding <=> %s) AS similarity
-FROM chunks WHERE chunk_id = ANY(%s)
-"""
-
-TERM_DF = "SELECT lexeme, ndoc FROM term_stats WHERE lexeme = ANY(%s)"
-
-CORPUS_STATS = "SELECT chunks, avg_length FROM corpus_stats"
 
 KEY_CHUNKS = f"""
-SELECT c.chunk_id FROM chunks c JOIN artifacts a USING (artifact_id)
+SELECT c.chunk_id, c.artifact_id, c.ord FROM chunks c JOIN artifacts a USING (artifact_id)
 WHERE a.artifact_id = ANY(%(ids)s) AND a.deleted_at IS NULL AND {_SCOPE_SQL}
-ORDER BY c.ord
+ORDER BY c.artifact_id, c.ord
 """
 
 CHUNK_DETAILS = """
@@ -112,6 +143,37 @@ def refresh_term_stats(conn: Connection) -> None:
         conn.execute(statement)
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
+_MIN_WORDS = 4  # shorter lines (list bullets, headings, labels) join the next unit
+_MAX_UNITS = 32  # more (long lists, code) are merged into this many runs
+
+
+def sentence_units(text: str) -> tuple[str, ...]:
+    """What is embedded, one by one, beside a chunk: its sentences (lines, split at sentence
+    ends), fragments under four words joined to their neighbour, at most 32 per chunk."""
+    units: list[str] = []
+    carry = ""
+    for line in text.splitlines():
+        for piece in _SENTENCE_END.split(line.strip()):
+            piece = f"{carry} {piece.strip()}".strip()
+            if len(piece.split()) < _MIN_WORDS:
+                carry = piece
+                continue
+            units.append(piece)
+            carry = ""
+    if carry:
+        if units:
+            units[-1] = f"{units[-1]} {carry}"
+        else:
+            units.append(carry)
+    if len(units) > _MAX_UNITS:
+        step = len(units) / _MAX_UNITS
+        units = [
+            " ".join(units[round(i * step) : round((i + 1) * step)]) for i in range(_MAX_UNITS)
+        ]
+    return tuple(units)
+
+
 def _scope_params(scope: Scope) -> dict[str, Any]:
     parts = scope.sql_filter()
     if parts is None:
@@ -125,22 +187,27 @@ class _Terms:
     ordered: list[str]
     weights: dict[str, float]
     avg_length: float
-    candidate_query: str
 
 
-def _fuse(cosine: dict[int, float], keyword: dict[int, float], share: float) -> dict[int, float]:
-    """Convex combination of min-max normalised cosine and keyword scores."""
+def _scaled(values: dict[int, float]) -> dict[int, float]:
+    low, high = min(values.values()), max(values.values())
+    span = (high - low) or 1.0
+    return {k: (v - low) / span for k, v in values.items()}
 
-    def scaled(values: dict[int, float]) -> dict[int, float]:
-        low, high = min(values.values()), max(values.values())
-        span = (high - low) or 1.0
-        return {k: (v - low) / span for k, v in values.items()}
 
-    cos, kw = scaled(cosine), scaled(keyword)
+def _fuse(semantic: dict[int, float], keyword: dict[int, float], share: float) -> dict[int, float]:
+    """Convex combination of min-max normalised semantic and keyword scores."""
+    sem, kw = _scaled(semantic), _scaled(keyword)
     return {
-        cid: share * kw.get(cid, 0.0) + (1 - share) * cos.get(cid, 0.0)
-        for cid in cos.keys() | kw.keys()
+        cid: share * kw.get(cid, 0.0) + (1 - share) * sem.get(cid, 0.0)
+        for cid in sem.keys() | kw.keys()
     }
+
+
+@dataclass(frozen=True)
+class _Ranked:
+    scores: dict[int, float]  # best first
+    artifacts: dict[int, str]
 
 
 class Retriever:
@@ -177,12 +244,12 @@ class Retriever:
         params = _scope_params(scope)
         with self._db.connection() as conn:
             ranked = self._rank_chunks(conn, question, question_vector, params, mode)
-            if not ranked:
+            chosen = self._choose(ranked, limit)
+            if not chosen:
                 return []
-            details = {
-                r["chunk_id"]: r for r in conn.execute(CHUNK_DETAILS, (list(ranked),)).fetchall()
-            }
-        return self._passages(ranked, details, limit, token_budget)
+            ids = [cid for picked in chosen.values() for cid, _ in picked]
+            details = {r["chunk_id"]: r for r in conn.execute(CHUNK_DETAILS, (ids,)).fetchall()}
+        return self._passages(chosen, details, token_budget)
 
     def rank_chunks(
         self,
@@ -193,7 +260,8 @@ class Retriever:
     ) -> dict[int, float]:
         """Fused chunk scores, best first (for evaluation and debugging)."""
         with self._db.connection() as conn:
-            return self._rank_chunks(conn, question, question_vector, _scope_params(scope), mode)
+            params = _scope_params(scope)
+            return self._rank_chunks(conn, question, question_vector, params, mode).scores
 
     def _rank_chunks(
         self,
@@ -202,94 +270,106 @@ class Retriever:
         vector: np.ndarray[Any, Any] | None,
         params: dict[str, Any],
         mode: Mode,
-    ) -> dict[int, float]:
+    ) -> _Ranked:
         s = self.settings
-        cosine: dict[int, float] = {}
-        if mode in ("hybrid", "vector") and vector is not None:
-            if self._iterative_scan:
+        use_vector = mode != "keyword" and vector is not None
+        use_keyword = mode != "vector"
+        if not use_vector and not use_keyword:
+            return _Ranked({}, {})
+        query = {
+            **params,
+            "question": question,
+            "common": s.max_common_share,
+            "vector": vector if use_vector else None,
+            "vector_limit": s.vector_candidates if use_vector else 0,
+            "keyword_limit": s.keyword_candidates if use_keyword else 0,
+            "with_terms": use_keyword,
+        }
+        with conn.pipeline():
+            # The planner costs a sequential scan of a small or wide table below the HNSW,
+            # GIN and primary-key paths this query is written for; it is several times slower.
+            conn.execute("SET LOCAL enable_seqscan = off")
+            if use_vector and self._iterative_scan:
                 # Keeps filtered HNSW scans from returning fewer rows than asked for.
                 conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-            rows = conn.execute(
-                VECTOR_QUERY, {**params, "q": vector, "limit": s.vector_candidates}
-            ).fetchall()
-            cosine = {r["chunk_id"]: float(r["similarity"]) for r in rows}
-        parsed: dict[int, ParsedVector] = {}
-        terms = self._question_terms(conn, question) if mode != "vector" else None
-        if terms is not None:
-            rows = conn.execute(
-                KEYWORD_QUERY,
-                {**params, "tsquery": terms.candidate_query, "limit": s.keyword_candidates},
-            ).fetchall()
-            parsed = {r["chunk_id"]: parse_tsvector(r["tsv"]) for r in rows}
-        if mode == "hybrid" and terms is not None and vector is not None:
-            missing = (set(cosine) - set(parsed)) | (set(parsed) - set(cosine))
-            if missing:
-                for r in conn.execute(CANDIDATE_SIGNALS, (vector, list(missing))).fetchall():
-                    cosine.setdefault(r["chunk_id"], float(r["similarity"]))
-                    parsed.setdefault(r["chunk_id"], parse_tsvector(r["tsv"]))
-        keyword = (
-            {cid: self._keyword_score(doc, terms) for cid, doc in parsed.items()} if terms else {}
-        )
-        if mode == "vector" or not keyword:
-            scores = dict(cosine)
-        elif mode == "keyword" or not cosine:
-            scores = dict(keyword)
+            if use_vector and s.vector_candidates > 40:  # pgvector's default ef_search
+                conn.execute(f"SET LOCAL hnsw.ef_search = {int(s.vector_candidates)}")
+            rows = conn.execute(RANK_QUERY, query).fetchall()
+        artifacts = {r["chunk_id"]: r["artifact_id"] for r in rows}
+        semantic: dict[int, float] = {}
+        keyword: dict[int, float] = {}
+        terms = self._terms(rows[0]) if rows and use_keyword else None
+        for r in rows:
+            cid = r["chunk_id"]
+            vector_side = mode == "hybrid" or r["from_vector"]
+            if use_vector and r["similarity"] is not None and vector_side:
+                best = r["sentence_similarity"]
+                sentence = float(r["similarity"] if best is None else best)
+                semantic[cid] = float(r["similarity"]) + s.sentence_weight * sentence
+            if terms is not None and (mode == "hybrid" or r["from_keyword"]):
+                doc = pick_lexemes(r["tsv"] or "", terms.ordered, int(r["length"]))
+                keyword[cid] = self._keyword_score(doc, terms)
+        if not keyword or not any(keyword.values()):
+            scores = semantic if mode != "keyword" else keyword
+        elif not semantic:
+            scores = keyword
         else:
-            scores = _fuse(cosine, keyword, s.keyword_share)
+            scores = _fuse(semantic, keyword, s.keyword_share)
         keys = [f"jira:{k}" for k in dict.fromkeys(JIRA_KEY.findall(question))]
         if keys:
             top = max(scores.values(), default=0.0) + 1.0
-            rows = conn.execute(KEY_CHUNKS, {**params, "ids": keys}).fetchall()
-            for i, row in enumerate(rows):
+            key_rows = conn.execute(KEY_CHUNKS, {**params, "ids": keys}).fetchall()
+            for i, row in enumerate(key_rows):
                 scores[row["chunk_id"]] = top + 1.0 / (i + 1)
-        return dict(sorted(scores.items(), key=lambda kv: kv[1], reverse=True))
+                artifacts[row["chunk_id"]] = row["artifact_id"]
+        ordered = dict(sorted(scores.items(), key=lambda kv: kv[1], reverse=True))
+        return _Ranked(ordered, artifacts)
 
-    def _question_terms(self, conn: Connection, question: str) -> _Terms | None:
-        row = conn.execute(QUESTION_VECTOR, (question,)).fetchone()
-        ordered = ordered_lexemes(row["tsv"]) if row else []
-        if not ordered:
+    @staticmethod
+    def _terms(row: dict[str, Any]) -> _Terms | None:
+        pairs = json.loads(row["terms"]) if row["terms"] else []
+        if not pairs:
             return None
-        stats = conn.execute(CORPUS_STATS).fetchone()
-        total = int(stats["chunks"]) if stats else 0
-        avg_length = float(stats["avg_length"]) if stats else 1.0
-        df = {r["lexeme"]: int(r["ndoc"]) for r in conn.execute(TERM_DF, (ordered,)).fetchall()}
-        total = max(total, max(df.values(), default=1))
-        weights = {lex: idf(total, df.get(lex, 0)) for lex in ordered}
-        # Very common lexemes still score, but do not pick candidates (they would pick all).
-        picking = [
-            lex for lex in ordered if df.get(lex, 0) <= self.settings.max_common_share * total
-        ]
-        picking = picking or sorted(ordered, key=lambda lex: -weights[lex])[:3]
-        query = " | ".join(_quote_lexeme(lex) for lex in picking)
-        return _Terms(ordered, weights, avg_length, query)
+        weights = {str(lex): float(idf) for lex, idf in pairs}
+        return _Terms(list(weights), weights, float(row["avg_length"]))
 
     def _keyword_score(self, doc: ParsedVector, terms: _Terms) -> float:
         s = self.settings
         score = bm25(doc, terms.weights, terms.avg_length, k1=s.bm25_k1, b=s.bm25_b)
-        score += s.phrase_weight * proximity(doc, terms.ordered, terms.weights)
+        if s.phrase_weight:
+            score += s.phrase_weight * proximity(doc, terms.ordered, terms.weights)
         if s.window_weight:
             score += s.window_weight * densest_window(doc, terms.weights, s.window_width)
         return score
 
-    def _passages(
-        self,
-        ranked: dict[int, float],
-        details: dict[int, dict[str, Any]],
-        limit: int,
-        token_budget: int,
-    ) -> list[Passage]:
+    def _choose(self, ranked: _Ranked, limit: int) -> dict[str, list[tuple[int, float]]]:
+        """The first ``limit`` artifacts in score order, each with its best chunks."""
         by_artifact: dict[str, list[tuple[int, float]]] = {}
-        for chunk_id, score in ranked.items():
-            row = details.get(chunk_id)
-            if row is None:
-                continue
-            picked = by_artifact.setdefault(row["artifact_id"], [])
+        for chunk_id, score in ranked.scores.items():
+            artifact = ranked.artifacts[chunk_id]
+            picked = by_artifact.get(artifact)
+            if picked is None:
+                if len(by_artifact) >= limit:
+                    continue
+                picked = by_artifact[artifact] = []
             if len(picked) < self.settings.chunks_per_artifact:
                 picked.append((chunk_id, score))
+        return by_artifact
+
+    def _passages(
+        self,
+        chosen: dict[str, list[tuple[int, float]]],
+        details: dict[int, dict[str, Any]],
+        token_budget: int,
+    ) -> list[Passage]:
         passages: list[Passage] = []
         used = 0
-        for artifact_id, picked in list(by_artifact.items())[:limit]:
-            rows = sorted((details[c] for c, _ in picked), key=lambda r: r["ord"])
+        for artifact_id, picked in chosen.items():
+            rows = sorted(
+                (details[c] for c, _ in picked if c in details), key=lambda r: int(r["ord"])
+            )
+            if not rows:
+                continue  # deleted since it was ranked
             text = "\n\n".join(r["text"] for r in rows)
             cost = sum(int(r["token_count"]) for r in rows)
             if passages and used + cost > token_budget:
@@ -314,10 +394,6 @@ class Retriever:
                 )
             )
         return passages
-
-
-def _quote_lexeme(lexeme: str) -> str:
-    return "'" + lexeme.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
 def artifact_ranking(ranked: dict[int, float], chunk_artifacts: dict[int, str]) -> list[str]:

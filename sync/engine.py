@@ -25,7 +25,7 @@ from store import artifacts, sync_state
 from store.artifacts import ArtifactRow, ChunkRow
 from store.db import Database
 from store.embedders import Embedder
-from store.search import refresh_term_stats
+from store.search import refresh_term_stats, sentence_units
 from store.sync_state import RunCounts
 from sync.chunking import Chunker
 from sync.source import FetchFailure, SourceConnector, SourceDocument
@@ -296,18 +296,20 @@ class SyncEngine:
                     self._notify_changed(doc.artifact_id, digest, doc.version)
                 return "unchanged"
             chunks = [
-                ChunkRow(c.ord, c.heading, c.text, c.token_count)
+                ChunkRow(c.ord, c.heading, c.text, c.token_count, sentence_units(c.text))
                 for c in self._chunker.split(doc.text or doc.title)
             ]
+            # One call: the chunks, then every chunk's sentences (retrieval scores both).
             vectors = self._embedder.embed(
                 [embedding_text(doc.title, c.heading, c.text) for c in chunks]
+                + [s for c in chunks for s in c.sentences]
             )
             with self._db.connection() as conn:
                 conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (doc.artifact_id,))
                 current = artifacts.states(conn, [doc.artifact_id]).get(doc.artifact_id)
                 if current is not None and not current.deleted and current.content_hash == digest:
                     return "unchanged"  # a concurrent writer (webhook or run) got here first
-                artifacts.replace(conn, row, chunks, vectors)
+                artifacts.replace(conn, row, chunks, vectors[: len(chunks)], vectors[len(chunks) :])
                 if cursor_scope and cursor:
                     sync_state.advance_cursor(conn, *cursor_scope, cursor)
         except (KbError, psycopg.Error) as exc:
