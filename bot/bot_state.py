@@ -7,11 +7,15 @@ outbox deliverer (see :mod:`bot.outbox` for why it claims before sending).
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from bot.answers import Answer, AnswerFlow
 from store.db import Connection, Database
+
+log = logging.getLogger(__name__)
 
 Vote = Literal["helpful", "not_helpful"]
 
@@ -230,3 +234,25 @@ def metrics_snapshot(db: Database) -> dict[str, int]:
         in_flight = conn.execute(METRIC_IN_FLIGHT).fetchone()
         out["outbox_in_flight"] = int(in_flight["n"]) if in_flight else 0
     return out
+
+
+def after_post(
+    db: Database,
+    flow: AnswerFlow,
+    platform: str,
+    channel: str,
+    thread: str,
+    answer: Answer,
+    counter: str,
+) -> None:
+    """Count a posted answer and tell the flow where it went (for source-updated notices)."""
+    with db.connection() as conn:
+        bump(conn, counter)
+        if answer.mode == "unavailable":
+            bump(conn, f"{platform}_answers_unavailable")
+    if answer.unit_id:
+        try:
+            flow.record_post(answer.unit_id, platform=platform, channel=channel, thread=thread)
+        except Exception:
+            # The answer is posted; only its source-updated notices are at stake.
+            log.exception("could not record where unit %s was posted", answer.unit_id)

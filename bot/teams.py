@@ -260,18 +260,7 @@ class TeamsHandler:
             bot_state.record_thread(conn, PLATFORM, conversation, thread)
 
     def _after_post(self, conversation: str, thread: str, answer: Answer, counter: str) -> None:
-        with self._db.connection() as conn:
-            bot_state.bump(conn, counter)
-            if answer.mode == "unavailable":
-                bot_state.bump(conn, "teams_answers_unavailable")
-        if answer.unit_id:
-            try:
-                self._flow.record_post(
-                    answer.unit_id, platform=PLATFORM, channel=conversation, thread=thread
-                )
-            except Exception:
-                # The answer is posted; only its source-updated notices are at stake.
-                log.exception("could not record where unit %s was posted", answer.unit_id)
+        bot_state.after_post(self._db, self._flow, PLATFORM, conversation, thread, answer, counter)
 
     # --- card buttons -----------------------------------------------------------------------
 
