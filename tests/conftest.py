@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from store.db import Database, start_embedded
@@ -46,3 +47,16 @@ def db(fresh_schema: Database) -> Database:
     """A migrated schema of its own."""
     migrate(fresh_schema)
     return fresh_schema
+
+
+@pytest.fixture
+def database_url(pg_url: str) -> Iterator[str]:
+    """A database of its own on the test server, for processes that use the public schema
+    as production does (the CLI in a subprocess)."""
+    name = f"db_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base, _, query = pg_url.partition("?")
+    yield f"{base.rsplit('/', 1)[0]}/{name}" + (f"?{query}" if query else "")
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')

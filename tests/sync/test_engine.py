@@ -1,29 +1,18 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 from fakes.connector import MemoryConnector
 from fakes.embedder import HashingEmbedder
+from fakes.listener import RecordingListener
 
 from store.db import Database
 from store.schema import bind_embedder
 from store.tokens import TokenCounter
 from sync.chunking import Chunker
 from sync.engine import SyncEngine
-
-
-@dataclass
-class RecordingListener:
-    changed: list[tuple[str, str, str]] = field(default_factory=list)
-    deleted: list[str] = field(default_factory=list)
-
-    def source_changed(self, artifact_id: str, *, content_hash: str, version: str) -> None:
-        self.changed.append((artifact_id, content_hash, version))
-
-    def source_deleted(self, artifact_id: str) -> None:
-        self.deleted.append(artifact_id)
 
 
 @dataclass

@@ -26,6 +26,7 @@ import httpx
 import pytest
 from fakes.atlassian import FakeConfluence, FakeIssue, FakeJira, FakePage
 from fakes.embedder import HashingEmbedder
+from fakes.listener import RecordingListener
 
 from kb.http import RetryPolicy
 from kb.settings import Secret
@@ -51,18 +52,6 @@ def adf(text: str) -> dict[str, Any]:
         "version": 1,
         "content": [{"type": "paragraph", "content": [{"type": "text", "text": text}]}],
     }
-
-
-@dataclass
-class RecordingListener:
-    changed: list[tuple[str, str, str]] = field(default_factory=list)
-    deleted: list[str] = field(default_factory=list)
-
-    def source_changed(self, artifact_id: str, *, content_hash: str, version: str) -> None:
-        self.changed.append((artifact_id, content_hash, version))
-
-    def source_deleted(self, artifact_id: str) -> None:
-        self.deleted.append(artifact_id)
 
 
 @dataclass
