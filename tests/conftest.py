@@ -7,7 +7,9 @@ with all migrations applied, dropped afterwards.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -28,7 +30,11 @@ def pg_url() -> str:
     if external:
         return external
     # Not under pytest's basetemp: concurrent pytest sessions prune each other's basetemp.
-    return start_embedded(Path(tempfile.mkdtemp(prefix="kb-test-pg-")), ephemeral=True)
+    folder = Path(tempfile.mkdtemp(prefix="kb-test-pg-"))
+    # Registered before the server's own exit hook, so it runs after that hook deletes the
+    # database: the empty folder goes too.
+    atexit.register(shutil.rmtree, folder, True)
+    return start_embedded(folder, ephemeral=True)
 
 
 @pytest.fixture

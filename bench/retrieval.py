@@ -1,0 +1,117 @@
+"""Retrieval quality and latency on squad-dev, on more than one slice of its questions.
+
+``kb eval --limit 1000`` takes the first 1,000 judged questions, and 810 of those are about
+one article (55 paragraphs on Super Bowl 50): a slice much harder at the top than the data set.
+This runs the real ingest once (the sync engine into a throw-away schema, as ``kb eval``) and
+then, per mode, the first 1,000 questions, every question, and seeded random samples of 1,000,
+so the slices can be compared in one run on one store. Also reported: the plain
+chunk-embedding nearest neighbour (what a pgvector tutorial's retriever returns), measured on
+the same store, the same-run baseline for the vector-only reference point of issue 5.
+
+Run: .venv/bin/python bench/retrieval.py [--samples 5] [--data-dir DIR]
+(DIR keeps the embedded Postgres and the embedding memo between runs; default: a temp dir.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT)]
+
+from kb.evaluation import EvalQuery, eval_store, load_queries, run_mode  # noqa: E402
+from kb.settings import load_settings  # noqa: E402
+from kb.wiring import build_embedder, database_url  # noqa: E402
+from store.db import Database  # noqa: E402
+from store.tokens import TokenCounter  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "qa" / "squad-dev"
+
+
+def plain_vector_recall_at_1(db: Database, queries: list[EvalQuery], vectors: Any) -> float:
+    """Top-1 by the chunk embedding alone (no sentences, no keywords)."""
+    hits = 0
+    with db.connection() as conn:
+        for query, vector in zip(queries, vectors, strict=True):
+            row = conn.execute(
+                "SELECT artifact_id FROM chunks ORDER BY embedding <=> %s LIMIT 1", (vector,)
+            ).fetchone()
+            hits += row is not None and row["artifact_id"] in query.relevant
+    return hits / len(queries)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--samples", type=int, default=5)
+    parser.add_argument("--size", type=int, default=1000)
+    parser.add_argument("--data-dir", type=Path, default=None)
+    args = parser.parse_args()
+    data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="kb-bench-retrieval-"))
+    settings = load_settings({"KB_DATA_DIR": str(data_dir)})
+    embedder = build_embedder(settings)
+    counter = TokenCounter()
+    everything = load_queries(DATA / "queries.jsonl", DATA / "qrels.tsv", None)
+    slices: dict[str, list[int]] = {
+        f"first {args.size}": list(range(args.size)),
+        f"all {len(everything)}": list(range(len(everything))),
+    }
+    for seed in range(args.samples):
+        picked = random.Random(seed).sample(range(len(everything)), args.size)
+        slices[f"random {args.size} (seed {seed})"] = sorted(picked)
+
+    started = time.perf_counter()
+    with eval_store(database_url(settings), embedder, counter, DATA / "corpus.jsonl") as store:
+        ingest_s = time.perf_counter() - started
+        vectors = embedder.embed([q.text for q in everything], purpose="query")
+        rows: list[dict[str, Any]] = []
+        for name, idx in slices.items():
+            queries = [everything[i] for i in idx]
+            qv = vectors[idx]
+            row: dict[str, Any] = {"slice": name}
+            row["plain vector recall@1"] = round(plain_vector_recall_at_1(store.db, queries, qv), 3)
+            for mode in ("vector", "keyword", "hybrid"):
+                result = run_mode(store.retriever, queries, qv, mode)
+                row[f"{mode} recall@1"] = result["recall@1"]
+                row[f"{mode} containment@5"] = result["containment@5"]
+                row[f"{mode} p95 ms"] = result["latency_p95_ms"]
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    samples = [r for r in rows if r["slice"].startswith("random")]
+    if samples:
+        summary = {
+            "slice": f"random {args.size}: mean of {len(samples)}",
+            **{
+                key: round(statistics.mean(float(r[key]) for r in samples), 3)
+                for key in samples[0]
+                if key != "slice"
+            },
+            "hybrid recall@1 min": min(float(r["hybrid recall@1"]) for r in samples),
+        }
+        print(json.dumps(summary))
+    print(
+        json.dumps(
+            {
+                "machine": f"{platform.machine()} {os.cpu_count()} cores",
+                "python": platform.python_version(),
+                "ingest_s": round(ingest_s, 1),
+                "load": os.getloadavg(),
+                "numpy": np.__version__,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
