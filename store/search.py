@@ -10,17 +10,19 @@ and the positions of the question's lexemes in it. The channel's scope filters i
 In Python each candidate gets a semantic score (chunk cosine + best sentence cosine: a
 question usually paraphrases one sentence, which a whole-chunk embedding blurs) and a keyword
 score (BM25 with title and heading hits weighted up, plus phrase and densest-window signals
-from the positions); both are min-max scaled over the candidates and mixed (score fusion beats
-reciprocal-rank fusion at the top of the list here). An exact Jira key in the question pulls
-that issue first. Results are grouped per artifact (best chunks kept) and cut to a token
-budget; only the chunks that make it into passages are read in full.
+from the positions, each lexeme's IDF scaled by how rare it is among the candidates: a word
+every candidate shares decides nothing); both are min-max scaled over the candidates and mixed
+(score fusion beats reciprocal-rank fusion at the top of the list here). An exact Jira key
+in the question pulls that issue first. Results are grouped per artifact (best chunks kept)
+and cut to a token budget; only the chunks that make it into passages are read in full.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -38,17 +40,18 @@ JIRA_KEY = re.compile(r"\b([A-Z][A-Z0-9]{1,9}-\d{1,7})\b")
 
 @dataclass(frozen=True)
 class SearchSettings:
-    vector_candidates: int = 40
-    keyword_candidates: int = 60
+    vector_candidates: int = 60
+    keyword_candidates: int = 80
     keyword_share: float = 0.4  # weight of the keyword score against the semantic one
     sentence_weight: float = 1.0  # best sentence's cosine, added to the chunk's cosine
-    phrase_weight: float = 0.5
+    phrase_weight: float = 1.0
     window_weight: float = 1.0
     window_width: int = 15
     bm25_k1: float = 0.9
     bm25_b: float = 0.75
     chunks_per_artifact: int = 2
     max_common_share: float = 0.25  # lexemes in more chunks than this don't pick candidates
+    candidate_idf_power: float = 0.5  # how much rarity among the candidates scales IDF
 
 
 _SCOPE_SQL = """
@@ -189,6 +192,24 @@ class _Terms:
     avg_length: float
 
 
+def _candidate_weighted(terms: _Terms, docs: Iterable[ParsedVector], power: float) -> _Terms:
+    """Each lexeme's IDF times how rare it is among the candidates themselves (to ``power``).
+
+    Corpus IDF says a word is rare in the whole store; among candidates that all come from
+    one topic (every paragraph of one page names its product) such a word separates nothing,
+    and the words that do are the ones few candidates share."""
+    if not power:
+        return terms
+    parsed = list(docs)
+    n = len(parsed)
+    top = math.log(1 + (n + 0.5) / 0.5)
+    weights: dict[str, float] = {}
+    for lexeme, idf in terms.weights.items():
+        df = sum(1 for doc in parsed if lexeme in doc.tf)
+        weights[lexeme] = idf * (math.log(1 + (n - df + 0.5) / (df + 0.5)) / top) ** power
+    return _Terms(terms.ordered, weights, terms.avg_length)
+
+
 def _scaled(values: dict[int, float]) -> dict[int, float]:
     low, high = min(values.values()), max(values.values())
     span = (high - low) or 1.0
@@ -299,6 +320,7 @@ class Retriever:
         semantic: dict[int, float] = {}
         keyword: dict[int, float] = {}
         terms = self._terms(rows[0]) if rows and use_keyword else None
+        docs: dict[int, ParsedVector] = {}
         for r in rows:
             cid = r["chunk_id"]
             vector_side = mode == "hybrid" or r["from_vector"]
@@ -307,7 +329,10 @@ class Retriever:
                 sentence = float(r["similarity"] if best is None else best)
                 semantic[cid] = float(r["similarity"]) + s.sentence_weight * sentence
             if terms is not None and (mode == "hybrid" or r["from_keyword"]):
-                doc = pick_lexemes(r["tsv"] or "", terms.ordered, int(r["length"]))
+                docs[cid] = pick_lexemes(r["tsv"] or "", terms.ordered, int(r["length"]))
+        if terms is not None and docs:
+            terms = _candidate_weighted(terms, docs.values(), s.candidate_idf_power)
+            for cid, doc in docs.items():
                 keyword[cid] = self._keyword_score(doc, terms)
         if not keyword or not any(keyword.values()):
             scores = semantic if mode != "keyword" else keyword

@@ -371,3 +371,38 @@ def test_rank_chunks_orders_scores_best_first(rig: Rig) -> None:
     scores = list(ranked.values())
     assert scores == sorted(scores, reverse=True)
     assert isinstance(vector, np.ndarray)
+
+
+def test_a_word_every_candidate_shares_does_not_outvote_the_word_that_sets_one_apart(
+    db: Database,
+) -> None:
+    # Every page of the gateway team names the parcel gateway: the words are rare in the store
+    # as a whole, so their corpus IDF is high, but they say nothing about which page answers.
+    embedder = HashingEmbedder()
+    bind_embedder(db, embedder.identity)
+    engine = SyncEngine(db, embedder, Chunker(TokenCounter(), size=120, overlap=20))
+    wiki = MemoryConnector("confluence", scopes=("ENG",))
+    for i in range(100):
+        chore = "Rotate the lunch menu weekly." if i < 60 else "Soup is served daily."
+        wiki.put(f"other{i}", f"Team note {i}", f"Cafeteria page {i}. {chore}")
+    keys = "The parcel gateway uses signing keys that rotate every ninety days."
+    wiki.put("rotation", "Runbook A", keys)
+    wiki.put(
+        "dashboard",
+        "Runbook B",
+        "Parcel gateway keys: the parcel gateway dashboard shows parcel gateway latency, "
+        "parcel gateway errors and parcel gateway queues.",
+    )
+    for i in range(20):
+        wiki.put(f"gw{i}", f"Runbook {i}", f"Restart parcel gateway node {i}.")
+    assert engine.run(wiki, full=True).status == "ok"
+    question = "How often do the parcel gateway keys rotate?"
+    vector = embedder.embed([question], purpose="query")[0]
+
+    def first(settings: SearchSettings) -> str:
+        retriever = Retriever(db, TokenCounter(), settings)
+        return retriever.search(question, vector, EVERYTHING, mode="keyword")[0].artifact_id
+
+    assert first(SearchSettings()) == "confluence:rotation"
+    # Weighting by corpus rarity alone, the page that repeats the shared words wins.
+    assert first(SearchSettings(candidate_idf_power=0.0)) == "confluence:dashboard"
