@@ -140,8 +140,18 @@ REFRESH_TERM_STATS = [
 ]
 
 
+_TERM_STATS_LOCK = 0x6B62_7473  # "kbts": advisory-lock namespace of the statistics refresh
+
+
 def refresh_term_stats(conn: Connection) -> None:
-    """Recompute document frequencies for BM25 (after a sync run that changed content)."""
+    """Recompute document frequencies for BM25 (after a sync run that changed content).
+
+    Runs of different sources finish concurrently. Without the lock, the second run's DELETE
+    cannot see the first's uncommitted rows, and its INSERT then collides with them once they
+    commit; with it, the second waits and its DELETE sees them (READ COMMITTED)."""
+    conn.execute(
+        "SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))", (_TERM_STATS_LOCK,)
+    )
     for statement in REFRESH_TERM_STATS:
         conn.execute(statement)
 
