@@ -374,12 +374,18 @@ def test_a_burst_of_a_thousand_deliveries_for_one_page_costs_a_few_fetches(rig: 
                 {"X-Atlassian-Webhook-Identifier": f"b{n}"},
             )
 
+        started = time.monotonic()
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(send, range(1000)))
+        burst = time.monotonic() - started
         rig.wait_until_processed()
     statuses = [e["status"] for e in rig.events()]
     assert len(statuses) == 1000 and set(statuses) <= {"done", "superseded"}
-    assert 1 <= rig.page_fetches(page) <= 6, rig.page_fetches(page)
+    # While deliveries keep coming, the debounce fetches at most once per max_wait (1 s), plus
+    # once when the burst goes quiet: a few fetches, however long a loaded machine takes.
+    fetches = rig.page_fetches(page)
+    assert 1 <= fetches <= 2 + burst / 1.0, (fetches, burst)
+    assert fetches <= 50, "a burst never costs a fetch per delivery"
     assert statuses.count("done") == rig.page_fetches(page)
     assert rig.search("Burst") == [aid]
 
