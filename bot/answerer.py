@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 NO_SOURCES_TEXT = (
     "I couldn't find anything about that in the indexed Confluence spaces and Jira projects."
 )
-UNAVAILABLE_TEXT = "I couldn't reach Claude just now — press Refresh to try again."
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_MAX_RETRIES = 2
 # Enough thread for the model to resolve references; older turns only cost tokens.

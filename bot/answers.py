@@ -13,6 +13,8 @@ from typing import Literal, Protocol
 from store.scope import Scope
 
 AnswerMode = Literal["claude", "extractive", "unavailable", "no_sources"]
+# What an "unavailable" answer says, on every platform: the question is kept for Refresh.
+UNAVAILABLE_TEXT = "I couldn't reach Claude just now — press Refresh to try again."
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 import numpy as np
 import numpy.typing as npt
 
-from bot.answerer import UNAVAILABLE_TEXT, Answerer, ClaudeUnavailable, Draft
-from bot.answers import Answer, AnswerMode, SourceRef, Turn
+from bot.answerer import Answerer, ClaudeUnavailable, Draft
+from bot.answers import UNAVAILABLE_TEXT, Answer, AnswerMode, SourceRef, Turn
 from kb.errors import AnswerError
 from store.cache import AnswerCache, Citation, Generated, Hit, Place, SourceVersion, Unit
 from store.cache import normalise as normalise_question

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal, Protocol
 
 from kb.errors import RemoteError
@@ -155,6 +155,28 @@ class Markup(Protocol):
 
 
 # --- wording --------------------------------------------------------------------------------
+
+
+def age_phrase(then: datetime | None, now: datetime) -> str:
+    if then is None:
+        return ""
+    if then.tzinfo is None:
+        then = then.replace(tzinfo=UTC)
+    minutes = int((now - then).total_seconds() // 60)
+    if minutes < 1:
+        return "just now"
+    if minutes < 120:
+        return f"{minutes} minute{'s' if minutes != 1 else ''} ago"
+    hours = minutes // 60
+    if hours < 48:
+        return f"{hours} hours ago"
+    return f"{hours // 24} days ago"
+
+
+def cache_note(checked_at: datetime | None, now: datetime) -> str:
+    """The line under an answer served from the cache."""
+    age = age_phrase(checked_at, now)
+    return f"Answered from cache · sources checked {age}" if age else "From cache"
 
 
 def describe_version(version: str | None) -> str:

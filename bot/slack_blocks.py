@@ -12,13 +12,14 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.answers import Answer, SourceRef
+from bot.answers import UNAVAILABLE_TEXT, Answer, SourceRef
 from bot.platform import (
     ACTION_HELPFUL,
     ACTION_NOT_HELPFUL,
     ACTION_REFRESH,
     ActionValue,
     SourceNotice,
+    cache_note,
     notice_text,
 )
 
@@ -29,7 +30,6 @@ MESSAGE_BLOCK_LIMIT = 50
 CONTEXT_ELEMENT_LIMIT = 10
 FALLBACK_TEXT_LIMIT = 3500  # notifications show little; the blocks carry the full answer
 
-UNAVAILABLE_TEXT = "I couldn't reach Claude just now — press Refresh to try again."
 EXTRACTIVE_NOTE = (
     ":information_source: Quoted from the sources without an AI summary "
     "(Claude isn't configured here)."
@@ -186,22 +186,6 @@ def _hard_split(line: str, size: int) -> list[str]:
     return pieces
 
 
-def age_phrase(then: datetime | None, now: datetime) -> str:
-    if then is None:
-        return ""
-    if then.tzinfo is None:
-        then = then.replace(tzinfo=UTC)
-    minutes = int((now - then).total_seconds() // 60)
-    if minutes < 1:
-        return "just now"
-    if minutes < 120:
-        return f"{minutes} minute{'s' if minutes != 1 else ''} ago"
-    hours = minutes // 60
-    if hours < 48:
-        return f"{hours} hours ago"
-    return f"{hours // 24} days ago"
-
-
 def sources_line(sources: tuple[SourceRef, ...]) -> str:
     return " · ".join(link(s.url, f"[{s.n}] {s.title}") for s in sources)
 
@@ -260,8 +244,7 @@ def render_answer(answer: Answer, *, now: datetime | None = None) -> tuple[list[
     elif answer.mode == "no_sources":
         notes.append(NO_SOURCES_NOTE)
     if answer.cached:
-        age = age_phrase(answer.sources_checked_at, now)
-        notes.append(f"Answered from cache · sources checked {age}" if age else "From cache")
+        notes.append(cache_note(answer.sources_checked_at, now))
     tail: list[Block] = []
     if answer.sources:
         tail.append(_sources_context(answer.sources))

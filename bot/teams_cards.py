@@ -16,16 +16,16 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.answers import Answer, SourceRef
+from bot.answers import UNAVAILABLE_TEXT, Answer, SourceRef
 from bot.platform import (
     ACTION_HELPFUL,
     ACTION_NOT_HELPFUL,
     ACTION_REFRESH,
     ActionValue,
     SourceNotice,
+    cache_note,
     notice_text,
 )
-from bot.slack_blocks import age_phrase
 
 Element = dict[str, Any]
 Activity = dict[str, Any]
@@ -38,7 +38,6 @@ FALLBACK_TEXT_LIMIT = 3_500
 SOURCES_SHOWN = 15
 DATA_KEY = "kb"
 
-UNAVAILABLE_TEXT = "I couldn't reach Claude just now — press Refresh to try again."
 EXTRACTIVE_NOTE = (
     "\N{INFORMATION SOURCE}\ufe0f Quoted from the sources without an AI summary "
     "(Claude isn't configured here)."
@@ -231,8 +230,7 @@ def answer_activity(answer: Answer, *, now: datetime | None = None) -> Activity:
     elif answer.mode == "no_sources":
         notes.append(NO_SOURCES_NOTE)
     if answer.cached:
-        age = age_phrase(answer.sources_checked_at, now)
-        notes.append(f"Answered from cache · sources checked {age}" if age else "From cache")
+        notes.append(cache_note(answer.sources_checked_at, now))
     body = head + _clip_blocks(markdown_blocks(answer.text), CARD_TEXT_LIMIT)
     if answer.sources:
         body += sources_blocks(answer.sources)
