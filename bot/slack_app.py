@@ -8,8 +8,6 @@ never hold up the 3-second acks that /kb-sync and button clicks need from Bolt's
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,6 +18,7 @@ from slack_bolt.response import BoltResponse
 from slack_sdk import WebClient
 
 from bot import bot_state
+from bot._throttle import Throttle
 from bot.answers import Answer, AnswerFlow, Turn
 from bot.bot_state import Vote
 from bot.platform import (
@@ -155,8 +154,7 @@ class SlackHandlers:
         self._flow = flow
         self._db = db
         self._pool = pool
-        self._last_prune = 0.0
-        self._prune_lock = threading.Lock()
+        self._maybe_prune = Throttle(3600, self._prune)
 
     # --- middleware -------------------------------------------------------------------------
 
@@ -175,16 +173,9 @@ class SlackHandlers:
         log.info("ignoring Slack's redelivery of event %s", event_id)
         return BoltResponse(status=200, body="")
 
-    def _maybe_prune(self) -> None:
-        now = time.monotonic()
-        if now - self._last_prune < 3600 or not self._prune_lock.acquire(blocking=False):
-            return
-        try:
-            self._last_prune = now
-            with self._db.connection() as conn:
-                bot_state.prune_events_seen(conn, EVENTS_SEEN_TTL)
-        finally:
-            self._prune_lock.release()
+    def _prune(self) -> None:
+        with self._db.connection() as conn:
+            bot_state.prune_events_seen(conn, EVENTS_SEEN_TTL)
 
     # --- events -----------------------------------------------------------------------------
 

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from bot import bot_state, teams_state
+from bot._throttle import Throttle
 from bot.answers import Answer, AnswerFlow, Turn
 from bot.bot_state import Vote
 from bot.platform import ACTION_HELPFUL, ACTION_NOT_HELPFUL, ACTION_REFRESH
@@ -107,8 +106,7 @@ class TeamsHandler:
         self._auth = auth
         self._connector = connector
         self._pool = ThreadPoolExecutor(answer_workers, thread_name_prefix="kb-teams-answer")
-        self._last_prune = 0.0
-        self._prune_lock = threading.Lock()
+        self._maybe_prune = Throttle(3600, self._prune)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -325,16 +323,9 @@ class TeamsHandler:
             )
         )
 
-    def _maybe_prune(self) -> None:
-        now = time.monotonic()
-        if now - self._last_prune < 3600 or not self._prune_lock.acquire(blocking=False):
-            return
-        try:
-            self._last_prune = now
-            with self._db.connection() as conn:
-                teams_state.prune(conn, seen_seconds=SEEN_TTL, turns_seconds=THREAD_WINDOW)
-        finally:
-            self._prune_lock.release()
+    def _prune(self) -> None:
+        with self._db.connection() as conn:
+            teams_state.prune(conn, seen_seconds=SEEN_TTL, turns_seconds=THREAD_WINDOW)
 
 
 def _respond(start_response: StartResponse, status: int, payload: Any) -> list[bytes]:
