@@ -9,26 +9,15 @@ from typing import Any
 
 import pytest
 from fakes.flow import FakeFlow
-from fakes.slack_api import ADMIN, RunningBot, module_database, reset_bot_tables, running_bot
+from fakes.slack_api import ADMIN, RunningBot, reset_bot_tables, running_bot
 
 from bot import bot_state
 from store.db import Database
 
 
-@pytest.fixture(scope="module")
-def module_db(pg_url: str) -> Iterator[Database]:
-    with module_database(pg_url) as database:
-        yield database
-
-
 @pytest.fixture
 def db(module_db: Database) -> Database:
     return reset_bot_tables(module_db)
-
-
-@pytest.fixture
-def flow() -> FakeFlow:
-    return FakeFlow()
 
 
 @pytest.fixture

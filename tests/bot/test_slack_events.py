@@ -15,7 +15,6 @@ from fakes.slack_api import (
     FakeSlack,
     RunningBot,
     bot_settings,
-    module_database,
     reset_bot_tables,
     running_bot,
     signed_headers,
@@ -29,20 +28,9 @@ from store.db import Database
 from store.scope import Scope
 
 
-@pytest.fixture(scope="module")
-def module_db(pg_url: str) -> Iterator[Database]:
-    with module_database(pg_url) as database:
-        yield database
-
-
 @pytest.fixture
 def db(module_db: Database) -> Database:
     return reset_bot_tables(module_db)
-
-
-@pytest.fixture
-def flow() -> FakeFlow:
-    return FakeFlow()
 
 
 @pytest.fixture

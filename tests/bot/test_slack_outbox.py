@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from fakes.flow import FakeFlow
-from fakes.slack_api import FakeSlack, module_database, reset_bot_tables, running_bot
+from fakes.slack_api import FakeSlack, reset_bot_tables, running_bot
 from slack_sdk import WebClient
 
 from bot import bot_state
@@ -19,12 +19,6 @@ from bot.platform import ActionValue, SourceNotice
 from bot.slack_platform import SlackPlatform
 from store import sync_state
 from store.db import Database
-
-
-@pytest.fixture(scope="module")
-def module_db(pg_url: str) -> Iterator[Database]:
-    with module_database(pg_url) as database:
-        yield database
 
 
 @pytest.fixture

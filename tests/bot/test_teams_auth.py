@@ -16,7 +16,6 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from fakes.flow import FakeFlow
-from fakes.slack_api import module_database
 from fakes.teams import (
     APP_ID,
     FakeLogin,
@@ -30,12 +29,6 @@ from fakes.teams import (
 
 from bot.teams_auth import BotFrameworkAuth, OpenIdKeys, Unauthorized
 from store.db import Database
-
-
-@pytest.fixture(scope="module")
-def module_db(pg_url: str) -> Iterator[Database]:
-    with module_database(pg_url) as database:
-        yield database
 
 
 @pytest.fixture(scope="module")

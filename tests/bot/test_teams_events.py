@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from fakes.flow import FakeFlow
-from fakes.slack_api import BASE_ENV, FakeSlack, module_database, signed_headers
+from fakes.slack_api import BASE_ENV, FakeSlack, signed_headers
 from fakes.teams import (
     BOT,
     CHANNEL,
@@ -37,20 +37,9 @@ from store.db import Database
 from store.scope import Scope
 
 
-@pytest.fixture(scope="module")
-def module_db(pg_url: str) -> Iterator[Database]:
-    with module_database(pg_url) as database:
-        yield database
-
-
 @pytest.fixture
 def db(module_db: Database) -> Database:
     return reset_teams_tables(module_db)
-
-
-@pytest.fixture
-def flow() -> FakeFlow:
-    return FakeFlow()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from fakes.flow import FakeFlow
-from fakes.slack_api import module_database
 from fakes.teams import (
     CHANNEL,
     PERSONAL,
@@ -31,20 +30,9 @@ from store.db import Database
 FAST = OutboxPolicy(base_delay=0.05, max_delay=0.2, max_attempts=3, lease_seconds=60)
 
 
-@pytest.fixture(scope="module")
-def module_db(pg_url: str) -> Iterator[Database]:
-    with module_database(pg_url) as database:
-        yield database
-
-
 @pytest.fixture
 def db(module_db: Database) -> Database:
     return reset_teams_tables(module_db)
-
-
-@pytest.fixture
-def flow() -> FakeFlow:
-    return FakeFlow()
 
 
 @pytest.fixture

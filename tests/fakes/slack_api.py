@@ -31,7 +31,6 @@ from bot.slack_server import RunningServer, start_http_server
 from fakes.http import FakeServer, Request, Response
 from kb.settings import Settings, load_settings
 from store.db import Database
-from store.migrate import migrate
 
 BOT_USER = "UKBBOT"
 BOT_ID = "BKBBOT"
@@ -286,18 +285,6 @@ BOT_TABLES = (
     "feedback",
     "bot_counters",
 )
-
-
-@contextmanager
-def module_database(pg_url: str) -> Iterator[Database]:
-    """One migrated schema for a whole test module (migrating per test costs ~0.25 s)."""
-    database = Database.open(pg_url, schema=f"t_{uuid.uuid4().hex[:16]}", max_size=8)
-    try:
-        migrate(database)
-        yield database
-    finally:
-        database.drop_schema()
-        database.close()
 
 
 def reset_bot_tables(db: Database) -> Database:

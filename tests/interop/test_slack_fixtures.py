@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -20,7 +19,6 @@ from fakes.flow import FakeFlow
 from fakes.slack_api import (
     BOT_USER,
     RunningBot,
-    module_database,
     reset_bot_tables,
     running_bot,
     sign,
@@ -29,12 +27,6 @@ from slack_sdk.signature import SignatureVerifier
 
 from bot import bot_state
 from store.db import Database
-
-
-@pytest.fixture(scope="module")
-def module_db(pg_url: str) -> Iterator[Database]:
-    with module_database(pg_url) as database:
-        yield database
 
 
 @pytest.fixture
