@@ -56,17 +56,6 @@ def signed_headers(
     }
 
 
-class _QuickServer(FakeServer):
-    """FakeServer whose shutdown waits 50 ms rather than serve_forever's default 500 ms."""
-
-    def __init__(self, handler: Callable[[Request], Response]) -> None:
-        super().__init__(handler)
-        server = self._server
-        self._thread = threading.Thread(
-            target=lambda: server.serve_forever(poll_interval=0.05), daemon=True
-        )
-
-
 @dataclass
 class Call:
     method: str
@@ -95,7 +84,7 @@ class FakeSlack:
     _server: FakeServer | None = None
 
     def start(self) -> FakeSlack:
-        self._server = _QuickServer(self._handle).start()
+        self._server = FakeServer(self._handle).start()
         return self
 
     def stop(self) -> None:

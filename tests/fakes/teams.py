@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
@@ -66,17 +66,6 @@ def public_jwk(kid: str, *, endorsements: tuple[str, ...] = ("msteams",)) -> dic
     return jwk
 
 
-class _QuickServer(FakeServer):
-    """FakeServer whose shutdown waits 50 ms rather than serve_forever's 500 ms."""
-
-    def __init__(self, handler: Callable[[Request], Response]) -> None:
-        super().__init__(handler)
-        server = self._server
-        self._thread = threading.Thread(
-            target=lambda: server.serve_forever(poll_interval=0.05), daemon=True
-        )
-
-
 @dataclass
 class FakeLogin:
     """OpenID metadata + JWKS + token endpoint, and the signer of inbound tokens."""
@@ -91,7 +80,7 @@ class FakeLogin:
     _server: FakeServer | None = None
 
     def __enter__(self) -> FakeLogin:
-        self._server = _QuickServer(self._handle).start()
+        self._server = FakeServer(self._handle).start()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -206,7 +195,7 @@ class FakeConnector:
     _server: FakeServer | None = None
 
     def __enter__(self) -> FakeConnector:
-        self._server = _QuickServer(self._handle).start()
+        self._server = FakeServer(self._handle).start()
         return self
 
     def __exit__(self, *exc: object) -> None:
