@@ -28,7 +28,7 @@ sys.path.append(str(ROOT / "tests"))
 
 from fakes.atlassian import FakeConfluence  # noqa: E402
 
-from kb.http import RetryPolicy  # noqa: E402
+from core.http import RetryPolicy  # noqa: E402
 from store.db import Database, start_embedded  # noqa: E402
 from store.embedders import Purpose, Vectors  # noqa: E402
 from store.embedders.local import LocalEmbedder  # noqa: E402

@@ -44,8 +44,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from kb.http import RetryPolicy
-from kb.settings import Secret
+from core.http import RetryPolicy
+from core.identities import Secret
 from store.db import Database, start_embedded
 from store.migrate import migrate
 from store.schema import bind_embedder

@@ -20,7 +20,7 @@ from anthropic.types import Message, MessageParam, TextBlockParam
 
 from bot.answers import AnswerMode, Turn
 from bot.prompts import ANSWER_SYSTEM, fence_conversation, fence_source, neutralise
-from kb.errors import AnswerError
+from core.errors import AnswerError
 from store.passages import Passage
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ import anthropic
 from bot.answerer import complete
 from bot.answers import Turn
 from bot.prompts import CONDENSE_SYSTEM, fence_conversation, neutralise
-from kb.errors import AnswerError
+from core.errors import AnswerError
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from bot.answerer import Answerer, ClaudeUnavailable, Draft
 from bot.answers import UNAVAILABLE_TEXT, Answer, AnswerMode, SourceRef, Turn
-from kb.errors import AnswerError
+from core.errors import AnswerError
 from store.cache import AnswerCache, Citation, Generated, Hit, Place, SourceVersion, Unit
 from store.cache import normalise as normalise_question
 from store.db import Database

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal, Protocol
 
-from kb.errors import RemoteError
+from core.errors import RemoteError
 from kb.settings import Settings
 
 # Button action ids, shared by every platform so feedback and refresh land in one place.

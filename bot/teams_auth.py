@@ -24,8 +24,8 @@ from typing import Any
 import httpx
 import jwt
 
-from kb.errors import RemoteError
-from kb.settings import Secret
+from core.errors import RemoteError
+from core.identities import Secret
 
 log = logging.getLogger(__name__)
 

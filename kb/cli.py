@@ -8,8 +8,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from core.errors import KbError
 from kb import wiring
-from kb.errors import KbError
 from kb.settings import Settings, load_settings
 
 Command = Callable[[Settings, argparse.Namespace], int]

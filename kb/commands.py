@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from typing import TextIO
 
 from bot.answers import Answer
+from core.errors import SettingsError
 from kb import wiring
-from kb.errors import SettingsError
 from kb.settings import Settings
 from store.sync_state import RunCounts
 from sync.engine import RunReport, SyncEngine

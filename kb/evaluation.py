@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kb.errors import KbError
+from core.errors import KbError
 from store.db import Database
 from store.embedders import Embedder
 from store.migrate import migrate

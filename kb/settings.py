@@ -1,7 +1,7 @@
 """Settings: one immutable object built from the environment once, in the composition root.
 
 Every key of DESIGN.md is read here and nowhere else. A malformed value raises
-:class:`~kb.errors.SettingsError` naming the key; a value a command needs but does not have is
+:class:`~core.errors.SettingsError` naming the key; a value a command needs but does not have is
 reported by the ``require_*`` methods when that command starts.
 """
 
@@ -9,69 +9,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from kb.errors import SettingsError
+from core.errors import SettingsError
+from core.identities import TEAMS_OPENID_METADATA_URL, AtlassianSite, Secret, TeamsApp
 from store.scope import Scope
 
 EMBEDDERS = ("local", "voyage", "openai")
 DEFAULT_MODEL = "claude-sonnet-5-5"
-# Bot Framework's published signing keys (public cloud); TEAMS_OPENID_METADATA_URL overrides it.
-TEAMS_OPENID_METADATA_URL = "https://login.botframework.com/v1/.well-known/openidconfiguration"
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-
-
-@dataclass(frozen=True)
-class Secret:
-    """A credential that never shows itself in a repr, a log line or an error."""
-
-    value: str = field(repr=False)
-
-    def reveal(self) -> str:
-        return self.value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-
-@dataclass(frozen=True)
-class AtlassianSite:
-    """One Confluence or Jira site: Cloud (email + API token) or Data Center (PAT, Bearer)."""
-
-    base_url: str
-    email: str | None
-    token: Secret
-
-    @property
-    def is_cloud(self) -> bool:
-        return self.email is not None
-
-
-@dataclass(frozen=True)
-class TeamsApp:
-    """A single-tenant Azure bot: its app registration, its client secret and its tenant.
-
-    ``openid_metadata_url`` (where inbound tokens' keys are published) and ``token_url``
-    (where the bot gets its own tokens) default to Microsoft's public cloud; tests point them
-    at local fakes.
-    """
-
-    app_id: str
-    password: Secret
-    tenant_id: str
-    openid_metadata_url: str = TEAMS_OPENID_METADATA_URL
-    token_url: str = ""
-
-    @property
-    def client_token_url(self) -> str:
-        return (
-            self.token_url
-            or f"https://login.microsoftonline.com/{self.tenant_id}/oauth2/v2.0/token"
-        )
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from pgvector.psycopg import register_vector
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from kb.errors import StoreError
+from core.errors import StoreError
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 Connection = psycopg.Connection[dict[str, Any]]

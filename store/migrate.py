@@ -12,7 +12,7 @@ from importlib import resources
 
 import psycopg
 
-from kb.errors import MigrationError
+from core.errors import MigrationError
 from store.db import Connection, Database
 
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")

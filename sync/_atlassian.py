@@ -1,8 +1,8 @@
 """Plumbing shared by the Confluence and Jira clients: one httpx client per site, JSON access.
 
-Everything that talks HTTP goes through :class:`AtlassianHttp`, which uses :func:`kb.http.send`
+Everything that talks HTTP goes through :class:`AtlassianHttp`, which uses :func:`core.http.send`
 for retries (429 with ``Retry-After``, 5xx, timeouts) and turns every other surprise into a
-:class:`~kb.errors.BadResponse` naming the service and the path. Credentials live only inside an
+:class:`~core.errors.BadResponse` naming the service and the path. Credentials live only inside an
 ``httpx.Auth`` object: never in a URL, a log line or an exception.
 """
 
@@ -18,9 +18,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from kb.errors import AuthError, BadResponse, KbError
-from kb.http import RetryPolicy, json_body, send
-from kb.settings import AtlassianSite, Secret
+from core.errors import AuthError, BadResponse, KbError
+from core.http import RetryPolicy, json_body, send
+from core.identities import AtlassianSite, Secret
 from sync.source import FetchFailure, SourceDocument
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from kb.errors import BadResponse
+from core.errors import BadResponse
 from sync._atlassian import as_int, as_list, as_map, as_str, as_utc, parse_time
 from sync.adf import adf_to_text
 from sync.source import SourceDocument

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import parse_qs
 
-from kb.settings import Secret
+from core.identities import Secret
 
 SIGNATURE_HEADER = "HTTP_X_HUB_SIGNATURE"  # X-Hub-Signature in a WSGI environ
 _PREFIX = "sha256="

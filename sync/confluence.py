@@ -32,9 +32,9 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from kb.errors import BadResponse, KbError, SettingsError
-from kb.http import DEFAULT_POLICY, RetryPolicy
-from kb.settings import AtlassianSite
+from core.errors import BadResponse, KbError, SettingsError
+from core.http import DEFAULT_POLICY, RetryPolicy
+from core.identities import AtlassianSite
 from sync._atlassian import AtlassianHttp, Item, as_map, as_str, attempt, in_pool, resolve_link
 from sync._confluence_parse import (
     META_EXPAND,

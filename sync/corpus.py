@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
-from kb.errors import KbError
+from core.errors import KbError
 from sync.source import FetchFailure, ScopeListing, SourceDocument, SourceName
 
 SCOPE = "EVAL"

@@ -20,7 +20,7 @@ from typing import Literal, Protocol
 
 import psycopg
 
-from kb.errors import KbError
+from core.errors import KbError
 from store import artifacts, sync_state
 from store.artifacts import ArtifactRow, ChunkRow
 from store.db import Database

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from kb.errors import BadResponse
-from kb.http import DEFAULT_POLICY, RetryPolicy
-from kb.settings import AtlassianSite
+from core.errors import BadResponse
+from core.http import DEFAULT_POLICY, RetryPolicy
+from core.identities import AtlassianSite
 from sync._atlassian import AtlassianHttp, Item, attempt, in_pool
 from sync._jira_parse import (
     FIELDS,

@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 
 import psycopg
 
-from kb.errors import KbError
+from core.errors import KbError
 from store import sync_state, webhook_events
 from store.db import Connection, Database
 from store.webhook_events import PendingEvent

@@ -35,7 +35,7 @@ from wsgiref.types import StartResponse, WSGIEnvironment
 import psycopg
 from psycopg_pool import PoolTimeout
 
-from kb.settings import Secret
+from core.identities import Secret
 from store import webhook_events
 from store.db import Database
 from sync._webhook_auth import SIGNATURE_HEADER, WebhookAuth, security_warning, sign

@@ -33,7 +33,7 @@ from typing import Any
 
 import diskcache
 
-from kb.errors import CacheError
+from core.errors import CacheError
 from store.cache._core import (
     COUNTERS,
     CacheCore,

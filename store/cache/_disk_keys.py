@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from kb.errors import CacheError
+from core.errors import CacheError
 from store.cache._model import Unit, decode_json, unit_from_dict, unit_to_dict
 
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Literal
 
-from kb.errors import CacheError
+from core.errors import CacheError
 from store.cache._gates import normalise
 from store.scope import Scope
 

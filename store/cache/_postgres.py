@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from kb.errors import CacheError, StoreError
+from core.errors import CacheError, StoreError
 from store.cache._core import CacheCore, check_unit, query_vector, reported, with_totals
 from store.cache._freshness import CurrentHashes, StoreHashes
 from store.cache._gates import Candidate

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from kb.errors import CacheError
+from core.errors import CacheError
 from store.embedders import Vectors
 from store.safe_disk import private_directory
 

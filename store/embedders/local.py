@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from kb.errors import ModelFileError
+from core.errors import ModelFileError
 from store.embedders import Purpose, Vectors, normalise_rows
 from store.schema import EmbedderIdentity
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kb.errors import CacheError
+from core.errors import CacheError
 from store.embedders import Embedder, Purpose, Vectors
 from store.safe_disk import open_cache
 from store.schema import EmbedderIdentity

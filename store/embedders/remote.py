@@ -1,7 +1,7 @@
 """Embedding APIs over HTTP: Voyage AI and any OpenAI-compatible server.
 
 OpenAI-compatible covers OpenAI, Azure OpenAI's v1 endpoint, Ollama, TEI and vLLM. Requests
-are batched; 429/5xx are retried honouring ``Retry-After`` (kb.http); a malformed answer is a
+are batched; 429/5xx are retried honouring ``Retry-After`` (core.http); a malformed answer is a
 BadResponse naming the service.
 """
 
@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import numpy as np
 
-from kb.errors import BadResponse
-from kb.http import DEFAULT_POLICY, RetryPolicy, json_body, send
+from core.errors import BadResponse
+from core.http import DEFAULT_POLICY, RetryPolicy, json_body, send
 from store.embedders import Purpose, Vectors, normalise_rows
 from store.schema import EmbedderIdentity
 

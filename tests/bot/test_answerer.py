@@ -30,7 +30,7 @@ from bot.answerer import (
     parse_citations,
 )
 from bot.answers import Turn
-from kb.errors import AnswerError
+from core.errors import AnswerError
 from store.passages import Passage
 
 MODEL = "claude-test-model"

@@ -26,8 +26,8 @@ from bot.condense import condense_without_model
 from bot.flow import Flow
 from bot.outbox import OutboxDeliverer
 from bot.slack_platform import SlackPlatform
-from kb.http import RetryPolicy
-from kb.settings import Secret
+from core.http import RetryPolicy
+from core.identities import Secret
 from store.cache import DiskAnswerCache, StoreHashes
 from store.db import Database
 from store.schema import bind_embedder

@@ -31,8 +31,8 @@ from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any, Self
 from urllib.parse import quote_plus, urlencode
 
+from core.identities import AtlassianSite, Secret
 from fakes.http import FakeServer, Request, Response
-from kb.settings import AtlassianSite, Secret
 
 FAKE_TOKEN = "fake-atlassian-token"
 FAKE_EMAIL = "kb-bot@example.com"

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from kb.errors import RemoteError
+from core.errors import RemoteError
 from sync.source import FetchFailure, ScopeListing, SourceDocument, SourceName
 
 

@@ -30,7 +30,7 @@ class HashingEmbedder:
         return EmbedderIdentity(f"fake:hashing-{self.dimension}", self.dimension)
 
     def embed(self, texts: Sequence[str], *, purpose: Purpose = "document") -> Vectors:
-        from kb.errors import EmbedderError
+        from core.errors import EmbedderError
 
         if self.fail_on is not None and any(self.fail_on in t for t in texts):
             raise EmbedderError(f"fake embedder refuses text containing {self.fail_on!r}")

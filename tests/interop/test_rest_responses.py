@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from kb.errors import BadResponse
+from core.errors import BadResponse
 from sync import confluence, jira
 
 FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures"

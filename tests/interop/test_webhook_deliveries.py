@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from kb.settings import Secret
+from core.identities import Secret
 from store.db import Database
 from store.migrate import migrate
 from sync.confluence import parse_confluence_webhook

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kb.errors import SettingsError
+from core.errors import SettingsError
 from kb.settings import Secret, load_settings
 from store.scope import Scope
 

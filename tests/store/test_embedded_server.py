@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kb.errors import StoreError
+from core.errors import StoreError
 from store.db import Database
 
 _HOLDER = textwrap.dedent(

@@ -5,7 +5,7 @@ import threading
 import psycopg
 import pytest
 
-from kb.errors import EmbedderMismatch, MigrationError
+from core.errors import EmbedderMismatch, MigrationError
 from store.db import Database
 from store.migrate import applied, available, migrate
 from store.schema import EmbedderIdentity, bind_embedder, bound_embedder

@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from fakes.atlassian import FakeConfluence
 
-from kb.errors import AuthError, BadResponse, RemoteError, SettingsError
-from kb.http import RetryPolicy
+from core.errors import AuthError, BadResponse, RemoteError, SettingsError
+from core.http import RetryPolicy
 from sync.confluence import ConfluenceConnector
 from sync.source import FetchFailure, SourceDocument
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from fakes.atlassian import FakeJira
 
-from kb.errors import AuthError, BadResponse, RemoteError
-from kb.http import RetryPolicy
+from core.errors import AuthError, BadResponse, RemoteError
+from core.http import RetryPolicy
 from sync.jira import JiraConnector
 from sync.source import FetchFailure, SourceDocument
 

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from kb.settings import Secret
+from core.identities import Secret
 from store.db import Database
 from sync.webhooks import (
     MAX_BODY,

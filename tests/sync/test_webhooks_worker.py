@@ -28,8 +28,8 @@ from fakes.atlassian import FakeConfluence, FakeIssue, FakeJira, FakePage
 from fakes.embedder import HashingEmbedder
 from fakes.listener import RecordingListener
 
-from kb.http import RetryPolicy
-from kb.settings import Secret
+from core.http import RetryPolicy
+from core.identities import Secret
 from store.db import Database
 from store.schema import bind_embedder
 from store.tokens import TokenCounter
@@ -497,8 +497,8 @@ _DAEMON = """
 import os, threading
 from fakes.atlassian import FAKE_EMAIL, FAKE_TOKEN
 from fakes.embedder import HashingEmbedder
-from kb.http import RetryPolicy
-from kb.settings import AtlassianSite, Secret
+from core.http import RetryPolicy
+from core.identities import AtlassianSite, Secret
 from store.db import Database
 from store.tokens import TokenCounter
 from sync.chunking import Chunker

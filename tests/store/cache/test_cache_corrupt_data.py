@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from cache_kit import Store, axis, make_unit, toward
 
-from kb.errors import CacheError
+from core.errors import CacheError
 from store.cache import DiskAnswerCache, Hit, Miss, StoreHashes, Unit
 from store.db import Database
 from store.scope import Scope

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kb.errors import ModelFileError
+from core.errors import ModelFileError
 from store.embedders.local import LocalEmbedder, default_tokenizer_path
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from fakes.http import Request, Response, serve
 
-from kb.errors import AuthError, BadResponse, RateLimited, RemoteError
-from kb.http import RetryPolicy
+from core.errors import AuthError, BadResponse, RateLimited, RemoteError
+from core.http import RetryPolicy
 from store.embedders.remote import HttpEmbedder, OpenAIEmbedder, VoyageEmbedder
 
 FAST = RetryPolicy(attempts=3, base_delay=0.01, max_delay=2.0)

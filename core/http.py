@@ -15,7 +15,7 @@ from email.utils import parsedate_to_datetime
 
 import httpx
 
-from kb.errors import AuthError, BadResponse, RateLimited, RemoteError
+from core.errors import AuthError, BadResponse, RateLimited, RemoteError
 
 
 @dataclass(frozen=True)
