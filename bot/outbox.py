@@ -30,8 +30,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from bot import bot_state
-from bot.bot_state import ClaimedMessage
 from bot.platform import (
     ChatPlatform,
     DeliveryFailed,
@@ -43,7 +41,9 @@ from bot.platform import (
     SyncReport,
     SyncResult,
 )
+from store import outbox
 from store.db import Database
+from store.outbox import ClaimedMessage
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class OutboxDeliverer:
         sent = 0
         for _ in range(limit):
             with self._db.connection() as conn:
-                claimed = bot_state.claim_one(conn, self._id)
+                claimed = outbox.claim_one(conn, self._id)
             if claimed is None:
                 break
             sent += self._deliver(claimed)
@@ -136,7 +136,7 @@ class OutboxDeliverer:
             self._failed(claimed, platform.name, DeliveryFailed(repr(exc)[:200], ambiguous=True))
             return 0
         with self._db.connection() as conn:
-            bot_state.mark_sent(conn, claimed.message_id, self._id)
+            outbox.mark_sent(conn, claimed.message_id, self._id)
         log.info(
             "outbox message %s (%s) sent via %s", claimed.message_id, claimed.kind, platform.name
         )
@@ -176,7 +176,7 @@ class OutboxDeliverer:
                 "outbox message %s: %s; will verify before resending", claimed.message_id, error
             )
             with self._db.connection() as conn:
-                conn.execute(bot_state.NOTE_ERROR, (error, claimed.message_id))
+                outbox.note_error(conn, claimed.message_id, error)
             return
         if exc.retry_after is not None:
             self._paused_until[platform] = time.monotonic() + exc.retry_after
@@ -211,9 +211,9 @@ class OutboxDeliverer:
     ) -> None:
         with self._db.connection() as conn:
             if dead is not None:
-                bot_state.mark_dead(conn, claimed.message_id, self._id, dead)
+                outbox.mark_dead(conn, claimed.message_id, self._id, dead)
             else:
-                bot_state.reschedule(
+                outbox.reschedule(
                     conn,
                     claimed.message_id,
                     self._id,
@@ -230,7 +230,7 @@ class OutboxDeliverer:
 
     def _recover_orphans(self) -> None:
         with self._db.connection() as conn:
-            orphans = bot_state.reclaim_stale(conn, self._id, self.policy.lease_seconds, 20)
+            orphans = outbox.reclaim_stale(conn, self._id, self.policy.lease_seconds, 20)
         for claimed in orphans:
             try:
                 message = parse_payload(claimed.kind, claimed.payload)
@@ -248,7 +248,7 @@ class OutboxDeliverer:
                 continue
             if arrived is True:
                 with self._db.connection() as conn:
-                    bot_state.mark_sent(conn, claimed.message_id, self._id)
+                    outbox.mark_sent(conn, claimed.message_id, self._id)
                 log.info(
                     "outbox message %s had been delivered before a restart", claimed.message_id
                 )

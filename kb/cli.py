@@ -1,4 +1,5 @@
-"""The ``kb`` command line. Every command builds its objects through :mod:`kb.wiring`."""
+"""The ``kb`` command line (docs/ARCHITECTURE.md, "Commands"). Every command opens what it
+needs through :func:`kb.runtime.open_runtime` and :mod:`kb.wiring`."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from core.errors import KbError
 from kb import wiring
 from kb.settings import Settings, load_settings
+from sync.registry import BUILT_IN, SourceRegistry
 
 Command = Callable[[Settings, argparse.Namespace], int]
 
@@ -88,7 +90,7 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
     return run_up(settings)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(sources: SourceRegistry = BUILT_IN) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kb", description="kb-bot: answers from Confluence and Jira, with sources."
     )
@@ -104,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=cmd_demo)
 
     sub.add_parser(
-        "bot", help="the Slack app: HTTP on $PORT (/slack/events), or Socket Mode"
+        "bot",
+        help="the chat bot: Slack (HTTP on $PORT at /slack/events, or Socket Mode) and Teams",
     ).set_defaults(run=cmd_bot)
     sub.add_parser(
         "daemon", help="scheduled syncs, /kb-sync requests, webhooks, notice delivery"
@@ -112,14 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("up", help="bot and daemon together on one machine").set_defaults(run=cmd_up)
 
     sync = sub.add_parser("sync", help="one sync run in the foreground")
-    sync.add_argument("--source", choices=["confluence", "jira", "all"], default="all")
+    sync.add_argument("--source", choices=[*sources.names, "all"], default="all")
     sync.add_argument("--scope", nargs="+", metavar="KEY", help="only these spaces/projects")
     sync.add_argument("--full", action="store_true", help="full reconciliation (finds deletions)")
     sync.set_defaults(run=cmd_sync)
 
     ask = sub.add_parser("ask", help="one answer through the same pipeline the bot uses")
     ask.add_argument("question")
-    ask.add_argument("--channel", help="answer with this Slack channel's scope")
+    ask.add_argument("--channel", help="answer with this channel's scope (KB_CHANNEL_SCOPES)")
     ask.add_argument("--json", action="store_true", help="print {answer, cached, sources}")
     ask.set_defaults(run=cmd_ask)
 
@@ -147,12 +150,13 @@ def _positive(text: str) -> int:
     return value
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None, sources: SourceRegistry = BUILT_IN) -> int:
+    """``sources``: the source registry (tests register one more source here)."""
+    parser = build_parser(sources)
     args = parser.parse_args(argv)
     env = {**wiring.read_dotenv(Path(".env")), **os.environ}
     try:
-        settings = load_settings(env)
+        settings = load_settings(env, sources)
         wiring.configure_logging(settings)
         run: Command = args.run
         return run(settings, args)

@@ -11,10 +11,10 @@ from typing import TextIO
 from bot.answers import Answer
 from core.errors import SettingsError
 from kb import wiring
+from kb.runtime import open_runtime
 from kb.settings import Settings
 from store.sync_state import RunCounts
 from sync.engine import RunReport, SyncEngine
-from sync.freshness import CacheInvalidator
 from sync.source import SourceConnector
 
 
@@ -22,20 +22,16 @@ def run_sync(
     settings: Settings, source: str, scopes: Sequence[str], full: bool, out: TextIO
 ) -> int:
     settings.require_a_source()
-    connectors = wiring.build_connectors(settings)
-    chosen = [c for name, c in connectors.items() if source in ("all", name)]
-    if not chosen:
-        key = "CONFLUENCE_BASE_URL" if source == "confluence" else "JIRA_BASE_URL"
-        raise SettingsError(key, f"is not set, so there is no {source} to sync")
-    embedder = wiring.build_embedder(settings)
-    db = wiring.open_bound_store(settings, embedder)
-    cache = wiring.build_cache(settings, db)
-    try:
-        engine = wiring.build_engine(settings, db, embedder, CacheInvalidator(db, cache))
+    spec = settings.sources.get(source)
+    if spec is not None and source not in settings.configured_sources():
+        raise SettingsError(spec.enabled_by, f"is not set, so there is no {source} to sync")
+    with open_runtime(settings, connectors=True) as runtime:
+        chosen = [c for name, c in runtime.connectors.items() if source in ("all", name)]
+        engine = runtime.engine()
+        # Intents a crashed run left behind are applied before anything new.
+        runtime.invalidator.apply_pending()
         reports = sync_sources(engine, chosen, scopes, full, out, trigger="cli")
-    finally:
-        cache.close()
-        db.close()
+        runtime.invalidator.apply_pending()
     for report in reports:
         print(report.summary(), file=out)
         for error in report.errors[:5]:
@@ -135,14 +131,8 @@ def answer_json(answer: Answer) -> str:
 
 
 def run_ask(settings: Settings, question: str, channel: str | None, as_json: bool) -> int:
-    embedder = wiring.build_embedder(settings)
-    db = wiring.open_bound_store(settings, embedder)
-    cache = wiring.build_cache(settings, db)
-    try:
-        flow = wiring.build_flow(settings, db, embedder, cache)
+    with open_runtime(settings) as runtime:
+        flow = wiring.build_flow(settings, runtime.db, runtime.embedder, runtime.cache)
         answer = flow.answer(question, scope=settings.scope_for(channel))
-    finally:
-        cache.close()
-        db.close()
     print(answer_json(answer) if as_json else format_answer(answer), file=sys.stdout)
     return 0 if answer.mode != "unavailable" else 1

@@ -12,13 +12,9 @@ from typing import TextIO
 
 from kb import wiring
 from kb.commands import format_answer
+from kb.runtime import open_runtime
 from kb.sample import sample_connectors
 from kb.settings import Settings
-from store.cache import DiskAnswerCache, PostgresAnswerCache, StoreHashes
-from store.db import Database
-from store.migrate import migrate
-from store.schema import bind_embedder
-from sync.freshness import CacheInvalidator
 
 SCHEMA = "kb_demo"
 PROMPT = "ask> "
@@ -27,50 +23,36 @@ PROMPT = "ask> "
 def run_demo(
     settings: Settings, questions: Iterable[str], out: TextIO, *, interactive: bool
 ) -> int:
-    embedder = wiring.build_embedder(settings)
-    db = Database.open(wiring.database_url(settings), schema=SCHEMA)
-    try:
-        migrate(db)
-        bind_embedder(db, embedder.identity)
-        cache = (
-            PostgresAnswerCache(db)
-            if settings.cache_backend == "postgres"
-            else DiskAnswerCache(settings.data_dir / "demo-answer-cache", StoreHashes(db))
+    with open_runtime(
+        settings, schema=SCHEMA, cache_dir=settings.data_dir / "demo-answer-cache"
+    ) as runtime:
+        engine = runtime.engine()
+        print(
+            "Syncing the sample knowledge base (Northwind Parcel: Confluence ENG, "
+            "Jira OPS) through the real sync engine...",
+            file=out,
         )
-        try:
-            engine = wiring.build_engine(settings, db, embedder, CacheInvalidator(db, cache))
-            print(
-                "Syncing the sample knowledge base (Northwind Parcel: Confluence ENG, "
-                "Jira OPS) through the real sync engine...",
-                file=out,
-            )
-            for connector in sample_connectors():
-                print("  " + engine.run(connector, full=True, trigger="demo").summary(), file=out)
-            flow = wiring.build_flow(settings, db, embedder, cache)
-            mode = (
-                f"Claude ({settings.model})"
-                if settings.anthropic_api_key
-                else "extractive quotes (set ANTHROPIC_API_KEY for written answers)"
-            )
-            print(
-                f"Answers: {mode}. Ask about on-call, runbooks, VPN, deploys, OPS-412...", file=out
-            )
-            if interactive:
-                print("Type a question, or 'quit'.", file=out)
-            for question in questions:
-                question = question.strip()
-                if not question:
-                    continue
-                if question.lower() in ("quit", "exit", ":q"):
-                    break
-                if not interactive:
-                    print(f"\n{PROMPT}{question}", file=out)
-                answer = flow.answer(question, scope=settings.default_scope)
-                print(format_answer(answer) + "\n", file=out)
-        finally:
-            cache.close()
-    finally:
-        db.close()
+        for connector in sample_connectors():
+            print("  " + engine.run(connector, full=True, trigger="demo").summary(), file=out)
+        flow = wiring.build_flow(settings, runtime.db, runtime.embedder, runtime.cache)
+        mode = (
+            f"Claude ({settings.model})"
+            if settings.anthropic_api_key
+            else "extractive quotes (set ANTHROPIC_API_KEY for written answers)"
+        )
+        print(f"Answers: {mode}. Ask about on-call, runbooks, VPN, deploys, OPS-412...", file=out)
+        if interactive:
+            print("Type a question, or 'quit'.", file=out)
+        for question in questions:
+            question = question.strip()
+            if not question:
+                continue
+            if question.lower() in ("quit", "exit", ":q"):
+                break
+            if not interactive:
+                print(f"\n{PROMPT}{question}", file=out)
+            answer = flow.answer(question, scope=settings.default_scope)
+            print(format_answer(answer) + "\n", file=out)
     return 0
 
 

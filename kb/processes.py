@@ -12,10 +12,11 @@ from collections.abc import Mapping
 
 from kb import wiring
 from kb.daemon import Daemon
+from kb.runtime import Runtime, open_runtime
 from kb.settings import Settings
 from store.cache import AnswerCache
-from sync._webhook_metrics import series
-from sync.freshness import CacheInvalidator
+from store.metrics import series
+from sync.freshness import CacheInvalidator, apply_forever
 from sync.webhook_worker import WebhookWorker
 from sync.webhooks import build_webhook_app, security_warning, serve_webhooks
 
@@ -28,17 +29,12 @@ def run_bot(settings: Settings) -> int:
     from bot.teams import build_teams_handler
 
     settings.require_chat()
-    embedder = wiring.build_embedder(settings)
-    db = wiring.open_bound_store(settings, embedder)
-    cache = wiring.build_cache(settings, db)
-    try:
-        flow = wiring.build_flow(settings, db, embedder, cache)
+    with open_runtime(settings) as runtime:
+        db = runtime.db
+        flow = wiring.build_flow(settings, db, runtime.embedder, runtime.cache)
         slack = build_slack_app(settings, flow, db) if settings.slack_bot_token else None
         teams = build_teams_handler(settings, flow, db) if settings.teams else None
         serve_slack(settings, slack, db, teams=teams)
-    finally:
-        cache.close()
-        db.close()
     return 0
 
 
@@ -61,19 +57,20 @@ def cache_metrics(cache: AnswerCache, invalidator: CacheInvalidator) -> dict[str
 
 
 def run_daemon(settings: Settings) -> int:
-    from bot.bot_state import metrics_snapshot
+    # The listener's 8 threads, the worker, the scheduler, requests and delivery share the pool.
+    with open_runtime(settings, pool_size=16, connectors=True) as runtime:
+        return _serve_daemon(runtime)
+
+
+def _serve_daemon(runtime: Runtime) -> int:
     from bot.outbox import OutboxDeliverer
     from bot.platform import ChatPlatform
     from bot.slack_platform import SlackPlatform, build_delivery_client
     from bot.teams_platform import build_teams_platform
 
-    embedder = wiring.build_embedder(settings)
-    # The listener's 8 threads, the worker, the scheduler, requests and delivery share it.
-    db = wiring.open_bound_store(settings, embedder, pool_size=16)
-    cache = wiring.build_cache(settings, db)
-    invalidator = CacheInvalidator(db, cache)
-    engine = wiring.build_engine(settings, db, embedder, invalidator)
-    connectors = wiring.build_connectors(settings)
+    settings, db, cache = runtime.settings, runtime.db, runtime.cache
+    invalidator, connectors = runtime.invalidator, runtime.connectors
+    engine = runtime.engine()
     platforms: dict[str, ChatPlatform] = {}
     if settings.slack_bot_token is not None:
         platforms["slack"] = SlackPlatform(build_delivery_client(settings))
@@ -94,16 +91,22 @@ def run_daemon(settings: Settings) -> int:
     if warning:
         log.warning("%s", warning)
     if not connectors:
-        log.warning("no source configured (CONFLUENCE_BASE_URL / JIRA_BASE_URL): nothing to sync")
+        keys = " / ".join(spec.enabled_by for spec in settings.sources)
+        log.warning("no source configured (%s): nothing to sync", keys)
     worker = WebhookWorker(db, engine, connectors)
 
     def extra_metrics() -> Mapping[str, float]:
-        samples = cache_metrics(cache, invalidator)
-        samples.update({f"kb_{k}": float(v) for k, v in metrics_snapshot(db).items()})
-        return samples
+        return cache_metrics(cache, invalidator)
+
+    def apply_changes(stop: threading.Event) -> None:
+        apply_forever(invalidator, stop)
 
     app = build_webhook_app(
-        settings.webhook_secret, db, extra_metrics=extra_metrics, on_stored=worker.wake
+        settings.webhook_secret,
+        db,
+        extra_metrics=extra_metrics,
+        on_stored=worker.wake,
+        sources=settings.sources,
     )
     server = serve_webhooks(app, "0.0.0.0", settings.webhook_port)
     daemon = Daemon(
@@ -113,7 +116,7 @@ def run_daemon(settings: Settings) -> int:
         sync_every_minutes=settings.sync_every_minutes,
         cache=cache,
         deliverer=deliverer,
-        background=[worker.run_forever],
+        background=[worker.run_forever, apply_changes],
     )
     _stop_on_signals(daemon.stop, worker.wake)
     server.start()
@@ -124,8 +127,6 @@ def run_daemon(settings: Settings) -> int:
         server.close()
         if teams_platform is not None:
             teams_platform.close()
-        cache.close()
-        db.close()
     return 0
 
 

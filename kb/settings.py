@@ -1,21 +1,23 @@
 """Settings: one immutable object built from the environment once, in the composition root.
 
-Every key of DESIGN.md is read here and nowhere else. A malformed value raises
-:class:`~core.errors.SettingsError` naming the key; a value a command needs but does not have is
-reported by the ``require_*`` methods when that command starts.
+Every key of docs/ARCHITECTURE.md ("Settings") is read here and nowhere else; a registered source
+declares its keys (sync/registry.py) and is handed their values, it never reads them itself.
+A malformed value raises :class:`~core.errors.SettingsError` naming the key; a value a command
+needs but does not have is reported by the ``require_*`` methods when that command starts.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
 from core.errors import SettingsError
 from core.identities import TEAMS_OPENID_METADATA_URL, AtlassianSite, Secret, TeamsApp
 from store.scope import Scope
+from sync.registry import BUILT_IN, SourceRegistry
 
 EMBEDDERS = ("local", "voyage", "openai")
 DEFAULT_MODEL = "claude-sonnet-5-5"
@@ -58,6 +60,19 @@ class Settings:
     log_level: str
     cache_backend: str = "disk"
     teams: TeamsApp | None = None
+    # The registered sources and, per source, the values of the keys it declares.
+    sources: SourceRegistry = BUILT_IN
+    source_values: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+    @property
+    def source_names(self) -> tuple[str, ...]:
+        """Every registered source (for /kb-sync validation and CLI choices)."""
+        return self.sources.names
+
+    def configured_sources(self) -> tuple[str, ...]:
+        return tuple(
+            s.name for s in self.sources if s.configured(self.source_values.get(s.name, {}))
+        )
 
     def scope_for(self, channel: str | None) -> Scope:
         if channel is None:
@@ -91,17 +106,14 @@ class Settings:
             self.require_slack()
 
     def require_a_source(self) -> None:
-        if self.confluence is None and self.jira is None:
-            raise SettingsError(
-                "CONFLUENCE_BASE_URL",
-                "neither Confluence nor Jira is configured; "
-                "set CONFLUENCE_BASE_URL or JIRA_BASE_URL",
-            )
+        if not self.configured_sources():
+            keys = [s.enabled_by for s in self.sources]
+            raise SettingsError(keys[0], f"no source is configured; set {' or '.join(keys)}")
 
 
-def load_settings(env: Mapping[str, str]) -> Settings:
+def load_settings(env: Mapping[str, str], sources: SourceRegistry = BUILT_IN) -> Settings:
     """Build :class:`Settings` from an environment; raises SettingsError on the first bad key."""
-    r = _Reader(env)
+    r = _Reader(env, sources.names)
     embedder = r.choice("KB_EMBEDDER", EMBEDDERS, "local")
     voyage_key = r.secret("VOYAGE_API_KEY")
     openai_key = r.secret("OPENAI_API_KEY")
@@ -160,14 +172,17 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         ),
         cache_backend=r.choice("KB_CACHE", ("disk", "postgres"), "disk"),
         teams=r.teams(),
+        sources=sources,
+        source_values={spec.name: spec.values(env) for spec in sources},
     )
 
 
 class _Reader:
     """Typed access to the environment; each method names its key in the error it raises."""
 
-    def __init__(self, env: Mapping[str, str]) -> None:
+    def __init__(self, env: Mapping[str, str], source_names: tuple[str, ...]) -> None:
         self._env = env
+        self._source_names = source_names
 
     def text(self, key: str) -> str | None:
         value = self._env.get(key, "").strip()
@@ -237,7 +252,7 @@ class _Reader:
 
     def scope(self, key: str, default: str) -> Scope:
         try:
-            return Scope.parse(self.text(key) or default)
+            return Scope.parse(self.text(key) or default, self._source_names)
         except ValueError as exc:
             raise SettingsError(key, str(exc)) from None
 
@@ -255,7 +270,7 @@ class _Reader:
             if not sep or not channel.strip():
                 raise SettingsError(key, f"{part!r} should look like C0123=confluence:ENG,jira:OPS")
             try:
-                scopes[channel.strip()] = Scope.parse(spec)
+                scopes[channel.strip()] = Scope.parse(spec, self._source_names)
             except ValueError as exc:
                 raise SettingsError(key, f"channel {channel.strip()}: {exc}") from None
         return scopes

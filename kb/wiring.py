@@ -1,7 +1,7 @@
 """The composition root: the one place where settings become objects.
 
-Commands call these builders; nothing below ``kb/`` reads the environment or opens a
-connection on import.
+Commands open them through :func:`kb.runtime.open_runtime`; nothing below ``kb/`` reads the
+environment or opens a connection on import (docs/ARCHITECTURE.md, "Packages").
 """
 
 from __future__ import annotations
@@ -28,11 +28,10 @@ from store.schema import bind_embedder
 from store.search import Retriever
 from store.tokens import TokenCounter
 from sync.chunking import Chunker
-from sync.confluence import ConfluenceConnector
 from sync.engine import ChangeListener, SyncEngine
-from sync.jira import JiraConnector
 from sync.source import SourceConnector
 
+_SECRET_SUFFIXES = ("_TOKEN", "_SECRET", "_PASSWORD", "_KEY")
 DEFAULT_EMBED_MODELS = {"voyage": "voyage-3.5", "openai": "text-embedding-3-small"}
 
 
@@ -45,7 +44,11 @@ def database_url(settings: Settings) -> str:
 def open_store(settings: Settings, *, schema: str = "public", pool_size: int = 8) -> Database:
     """Connect (starting the embedded Postgres if needed) and apply pending migrations."""
     db = Database.open(database_url(settings), schema=schema, max_size=pool_size)
-    migrate(db)
+    try:
+        migrate(db)
+    except BaseException:
+        db.close()
+        raise
     return db
 
 
@@ -71,10 +74,16 @@ def build_embedder(settings: Settings, *, memo: bool = True) -> Embedder:
     return MemoEmbedder(inner, settings.data_dir / "embed-memo")
 
 
-def open_bound_store(settings: Settings, embedder: Embedder, *, pool_size: int = 8) -> Database:
+def open_bound_store(
+    settings: Settings, embedder: Embedder, *, pool_size: int = 8, schema: str = "public"
+) -> Database:
     """Open the store and check (or fix, on first use) which embedder it belongs to."""
-    db = open_store(settings, pool_size=pool_size)
-    bind_embedder(db, embedder.identity)
+    db = open_store(settings, pool_size=pool_size, schema=schema)
+    try:
+        bind_embedder(db, embedder.identity)
+    except BaseException:
+        db.close()
+        raise
     return db
 
 
@@ -99,6 +108,12 @@ class RedactSecrets(logging.Filter):
                 settings.teams.password if settings.teams else None,
             )
             if s is not None and len(s.reveal()) >= 6
+        ]
+        values += [  # what registered sources declare as credentials
+            value
+            for spec_values in settings.source_values.values()
+            for key, value in spec_values.items()
+            if key.endswith(_SECRET_SUFFIXES) and len(value) >= 6
         ]
         self._pattern = (
             re.compile("|".join(re.escape(v) for v in sorted(values, key=len, reverse=True)))
@@ -145,11 +160,11 @@ def read_dotenv(path: Path) -> dict[str, str]:
     return values
 
 
-def build_cache(settings: Settings, db: Database) -> AnswerCache:
+def build_cache(settings: Settings, db: Database, *, directory: Path | None = None) -> AnswerCache:
     """The answer cache: diskcache under KB_DATA_DIR (default) or Postgres (KB_CACHE)."""
     if settings.cache_backend == "postgres":
         return PostgresAnswerCache(db)
-    return DiskAnswerCache(settings.data_dir / "answer-cache", StoreHashes(db))
+    return DiskAnswerCache(directory or settings.data_dir / "answer-cache", StoreHashes(db))
 
 
 def build_answerer(settings: Settings) -> tuple[Answerer, Condenser]:
@@ -178,16 +193,12 @@ def build_flow(settings: Settings, db: Database, embedder: Embedder, cache: Answ
 
 
 def build_connectors(settings: Settings) -> dict[str, SourceConnector]:
-    """The configured sources' connectors, keyed by source name."""
+    """The configured sources' connectors, keyed by source name (sync/registry.py)."""
     connectors: dict[str, SourceConnector] = {}
-    if settings.confluence is not None:
-        connectors["confluence"] = ConfluenceConnector(
-            settings.confluence, settings.confluence_spaces
-        )
-    if settings.jira is not None:
-        connectors["jira"] = JiraConnector(
-            settings.jira, projects=settings.jira_projects, jql=settings.jira_jql
-        )
+    for spec in settings.sources:
+        connector = spec.connect(settings.source_values.get(spec.name, {}))
+        if connector is not None:
+            connectors[spec.name] = connector
     return connectors
 
 

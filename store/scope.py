@@ -1,10 +1,17 @@
-"""Scopes: which Confluence spaces and Jira projects an answer may draw on."""
+"""Scopes: which spaces, projects (or other keys of a source) an answer may draw on.
+
+The source names are not known here: the store sits below the source registry
+(sync/registry.py), so the composition root passes the registered names to :meth:`Scope.parse`
+(docs/ARCHITECTURE.md, "Sources").
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Collection
 from dataclasses import dataclass
 
-SOURCES = ("confluence", "jira")
+_SOURCE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 @dataclass(frozen=True)
@@ -21,8 +28,11 @@ class Scope:
         return cls(None)
 
     @classmethod
-    def parse(cls, text: str) -> Scope:
-        """Parse ``*`` or ``confluence:ENG,jira:OPS``; ``ValueError`` names a bad entry."""
+    def parse(cls, text: str, sources: Collection[str] | None = None) -> Scope:
+        """Parse ``*`` or ``confluence:ENG,jira:OPS``; ``ValueError`` names a bad entry.
+
+        ``sources``: the registered source names; an entry of any other source is refused.
+        None accepts any well-formed name (for callers that only compare scopes)."""
         text = text.strip()
         if text == "*":
             return cls(None)
@@ -34,9 +44,11 @@ class Scope:
             source, sep, key = entry.partition(":")
             source = source.strip().lower()
             key = key.strip()
-            if not sep or source not in SOURCES or not key:
+            known = _SOURCE_NAME.match(source) if sources is None else source in sources
+            if not sep or not known or not key:
+                example = ", ".join(f"{name}:KEY" for name in sorted(sources or ()))
                 raise ValueError(
-                    f"{entry!r} is not a scope entry; write confluence:SPACE, jira:PROJECT or *"
+                    f"{entry!r} is not a scope entry; write {example or 'source:KEY'} or *"
                 )
             entries.add(f"{source}:{key if key == '*' else key.upper()}")
         if not entries:

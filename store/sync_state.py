@@ -1,4 +1,7 @@
-"""Named queries for sync bookkeeping: cursors, runs, the ops-alert state and the outbox."""
+"""Named queries for sync bookkeeping: cursors, runs, /kb-sync requests and the ops-alert state.
+
+Messages these cause (alerts, recoveries, sync results) go through :mod:`store.outbox`.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from store import outbox
 from store.db import Connection
+
+# Kept so callers that plant raw rows (tests) keep working; code queues typed messages.
+enqueue = outbox.enqueue_json
 
 GET_CURSOR = "SELECT cursor FROM sync_cursors WHERE source = %s AND scope_key = %s"
 
@@ -38,11 +45,6 @@ LATEST_RUNS = """
 SELECT DISTINCT ON (source) source, run_id, status, started_at, finished_at,
        synced, unchanged, deleted, skipped, failed, errors
 FROM sync_runs ORDER BY source, started_at DESC
-"""
-
-ENQUEUE = """
-INSERT INTO outbox (kind, dedupe_key, payload) VALUES (%s, %s, %s)
-ON CONFLICT (dedupe_key) DO NOTHING
 """
 
 ALERT_STATE = (
@@ -95,11 +97,6 @@ def latest_runs(conn: Connection) -> list[dict[str, Any]]:
     return conn.execute(LATEST_RUNS).fetchall()
 
 
-def enqueue(conn: Connection, kind: str, dedupe_key: str, payload: dict[str, Any]) -> bool:
-    """Queue a message for delivery once; False if that dedupe key was already queued."""
-    return conn.execute(ENQUEUE, (kind, dedupe_key, json.dumps(payload))).rowcount > 0
-
-
 def record_failure(conn: Connection, source: str, error: str, run_id: int) -> None:
     """Alert on a failing source, at most once an hour while it keeps failing."""
     row = conn.execute(ALERT_STATE, (source,)).fetchone()
@@ -114,16 +111,8 @@ def record_failure(conn: Connection, source: str, error: str, run_id: int) -> No
         " last_error = EXCLUDED.last_error",
         (source, error),
     )
-    enqueue(
-        conn,
-        "ops_alert",
-        f"ops_alert:{source}:run:{run_id}",
-        {
-            "source": source,
-            "error": error,
-            "run_id": run_id,
-            "ongoing": row is not None,
-        },
+    outbox.enqueue(
+        conn, outbox.OpsAlert(source, error, run_id, ongoing=row is not None, key=f"run:{run_id}")
     )
 
 
@@ -134,16 +123,9 @@ def record_success(conn: Connection, source: str, run_id: int) -> None:
         (source,),
     ).fetchone()
     if row is not None:
-        enqueue(
+        outbox.enqueue(
             conn,
-            "ops_recovery",
-            f"ops_recovery:{source}:run:{run_id}",
-            {
-                "source": source,
-                "run_id": run_id,
-                "failing_since": row["failing_since"].isoformat(),
-                "last_error": row["last_error"],
-            },
+            outbox.OpsRecovery(source, run_id, row["failing_since"].isoformat(), row["last_error"]),
         )
 
 
@@ -175,16 +157,7 @@ def finish_request(
 ) -> None:
     """Record a request's outcome and queue it for the person who asked."""
     conn.execute(FINISH_REQUEST, (json.dumps({"reports": reports}), request_id))
-    enqueue(
-        conn,
-        "sync_result",
-        f"sync_result:{request_id}",
-        {
-            "request_id": request_id,
-            "requested_by": requested_by,
-            "reports": reports,
-        },
-    )
+    outbox.enqueue(conn, outbox.SyncResult(request_id, requested_by, tuple(reports)))
 
 
 def release_abandoned_requests(conn: Connection) -> int:

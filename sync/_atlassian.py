@@ -13,12 +13,13 @@ import logging
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from types import TracebackType
+from typing import Any, Self, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
 
-from core.errors import AuthError, BadResponse, KbError
+from core.errors import AuthError, BadResponse, KbError, SettingsError
 from core.http import RetryPolicy, json_body, send
 from core.identities import AtlassianSite, Secret
 from sync.source import FetchFailure, SourceDocument
@@ -284,3 +285,44 @@ def load_json_text(text: str) -> Any:
         return json.loads(text)
     except ValueError:
         raise BadResponse("an embedded JSON document is malformed") from None
+
+
+def site_from(values: Mapping[str, str], prefix: str) -> AtlassianSite | None:
+    """``<PREFIX>_BASE_URL``/``_EMAIL``/``_API_TOKEN`` as a site; None without a base URL.
+
+    kb/settings.py has already checked these keys at start; this only assembles them."""
+    base = values.get(f"{prefix}_BASE_URL", "").strip()
+    token = values.get(f"{prefix}_API_TOKEN", "").strip()
+    if not base:
+        return None
+    if not token:
+        raise SettingsError(f"{prefix}_API_TOKEN", f"is not set but {prefix}_BASE_URL is")
+    email = values.get(f"{prefix}_EMAIL", "").strip() or None
+    return AtlassianSite(base_url=base.rstrip("/"), email=email, token=Secret(token))
+
+
+def key_list(values: Mapping[str, str], key: str) -> tuple[str, ...]:
+    """A comma-separated setting of space or project keys, upper-cased."""
+    return tuple(k.strip().upper() for k in values.get(key, "").split(",") if k.strip())
+
+
+class PooledConnector:
+    """The lifecycle both Atlassian connectors share: one HTTP client and a fetch pool."""
+
+    _http: AtlassianHttp
+    _pool: ThreadPoolExecutor
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

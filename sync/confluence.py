@@ -27,7 +27,6 @@ from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from functools import partial
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -35,7 +34,18 @@ import httpx
 from core.errors import BadResponse, KbError, SettingsError
 from core.http import DEFAULT_POLICY, RetryPolicy
 from core.identities import AtlassianSite
-from sync._atlassian import AtlassianHttp, Item, as_map, as_str, attempt, in_pool, resolve_link
+from sync._atlassian import (
+    AtlassianHttp,
+    Item,
+    PooledConnector,
+    as_map,
+    as_str,
+    attempt,
+    in_pool,
+    key_list,
+    resolve_link,
+    site_from,
+)
 from sync._confluence_parse import (
     META_EXPAND,
     V1_EXPAND,
@@ -61,7 +71,7 @@ from sync._confluence_parse import (
     v1_results,
     v2_results,
 )
-from sync.source import ScopeListing, SourceConnector, SourceDocument, SourceName
+from sync.source import ScopeListing, SourceConnector, SourceDocument, SourceName, SourceSpec
 
 __all__ = [
     "ConfluenceConnector",
@@ -88,7 +98,7 @@ _V2_MAX_LIMIT = 250  # v2 lists answer at most 250 per page
 _ID_PAGE_SIZE = 250  # id-only listings are cheap: ask for big pages
 
 
-class ConfluenceConnector:
+class ConfluenceConnector(PooledConnector):
     """:class:`~sync.source.SourceConnector` over the configured Confluence spaces."""
 
     def __init__(
@@ -174,23 +184,6 @@ class ConfluenceConnector:
             log.info("%s is in space %s, which is not synced", artifact_id, document.scope_key)
             return None
         return document
-
-    # --- lifecycle -----------------------------------------------------------------------
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
-        self._http.close()
-
-    def __enter__(self) -> ConfluenceConnector:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # --- listings --------------------------------------------------------------------------
 
@@ -421,3 +414,26 @@ class ConfluenceConnector:
 if TYPE_CHECKING:
     # mypy proves the connector satisfies the engine's protocol.
     _conforms: type[SourceConnector] = ConfluenceConnector
+
+
+def connect_confluence(values: Mapping[str, str]) -> ConfluenceConnector | None:
+    """The connector over CONFLUENCE_SPACES, or None when CONFLUENCE_BASE_URL is not set."""
+    site = site_from(values, "CONFLUENCE")
+    return (
+        None if site is None else ConfluenceConnector(site, key_list(values, "CONFLUENCE_SPACES"))
+    )
+
+
+CONFLUENCE = SourceSpec(
+    name="confluence",
+    scope_noun="SPACE",
+    settings_keys=(
+        "CONFLUENCE_BASE_URL",
+        "CONFLUENCE_EMAIL",
+        "CONFLUENCE_API_TOKEN",
+        "CONFLUENCE_SPACES",
+    ),
+    enabled_by="CONFLUENCE_BASE_URL",
+    connect=connect_confluence,
+    parse_webhook=parse_confluence_webhook,
+)

@@ -4,7 +4,8 @@ For each document: normalise and hash its text; an unchanged hash skips chunking
 embedding entirely. A changed document is chunked and embedded *before* the write
 transaction, then its row and chunks are replaced in one transaction (with the scope's cursor
 when items arrive in modification order), so a failure at any point leaves the previous version
-searchable. Only after the commit is the change reported to the answer cache.
+searchable. The same transaction writes a ``source_change`` intent to the outbox; only after the
+commit is the listener (the answer cache and its notices) told to apply it.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from typing import Literal, Protocol
 import psycopg
 
 from core.errors import KbError
-from store import artifacts, sync_state
+from store import artifacts, outbox, sync_state
 from store.artifacts import ArtifactRow, ChunkRow
-from store.db import Database
+from store.db import Connection, Database
 from store.embedders import Embedder
+from store.outbox import SourceChange
 from store.search import refresh_term_stats, sentence_units
 from store.sync_state import RunCounts
 from sync.chunking import Chunker
@@ -289,6 +291,9 @@ class SyncEngine:
                 with self._db.connection() as conn:
                     if state.version != doc.version:
                         artifacts.touch_version(conn, row)
+                        _record_change(
+                            conn, SourceChange(doc.artifact_id, "updated", digest, doc.version)
+                        )
                     if cursor_scope and cursor:
                         sync_state.advance_cursor(conn, *cursor_scope, cursor)
                 if state.version != doc.version:
@@ -310,6 +315,10 @@ class SyncEngine:
                 if current is not None and not current.deleted and current.content_hash == digest:
                     return "unchanged"  # a concurrent writer (webhook or run) got here first
                 artifacts.replace(conn, row, chunks, vectors[: len(chunks)], vectors[len(chunks) :])
+                if state is not None and not state.deleted:
+                    _record_change(
+                        conn, SourceChange(doc.artifact_id, "updated", digest, doc.version)
+                    )
                 if cursor_scope and cursor:
                     sync_state.advance_cursor(conn, *cursor_scope, cursor)
         except (KbError, psycopg.Error) as exc:
@@ -324,6 +333,8 @@ class SyncEngine:
     def _delete(self, artifact_id: str) -> Outcome:
         with self._db.connection() as conn:
             removed = artifacts.tombstone(conn, artifact_id)
+            if removed:
+                _record_change(conn, SourceChange(artifact_id, "deleted"))
         if not removed:
             return "skipped"
         try:
@@ -337,3 +348,10 @@ class SyncEngine:
             self._listener.source_changed(artifact_id, content_hash=digest, version=version)
         except Exception:  # the cache re-validates on read; never lose the sync over it
             log.exception("the answer cache could not be told %s changed", artifact_id)
+
+
+def _record_change(conn: Connection, change: SourceChange) -> None:
+    """The intent to invalidate and notify, committed with the change that causes it; the
+    listener applies it after the commit, or a later pass after a crash (docs/ARCHITECTURE.md,
+    "Outbox")."""
+    outbox.enqueue(conn, change)

@@ -1,25 +1,29 @@
 """From a committed source change to stale answers and "source updated" notices.
 
-The sync engine (scheduled runs and webhooks alike) calls this listener after each commit.
-It invalidates the answer cache and queues one notice per (thread, artifact, change) in the
-outbox; the dedupe key makes a repeated report of the same change send nothing twice.
+The sync engine writes a ``source_change`` intent into the outbox in the same transaction as
+the artifact write or deletion (docs/ARCHITECTURE.md, "Outbox"). This applier turns pending
+intents into their effects: it invalidates the answer cache and queues one notice per
+(thread, artifact, change), and marks the intent applied in the transaction that queues the
+notices. The engine asks it to apply right after each commit; :meth:`apply_pending` also picks
+up what a crashed process left, so a crash between the content commit and the invalidation
+loses no notice. The notice's dedupe key makes a repeated report of a change send nothing twice.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 
+from store import outbox
 from store.cache import AnswerCache, Invalidation
-from store.db import Database
-from store.sync_state import enqueue
+from store.db import Connection, Database
+from store.outbox import Notice, SourceChange
 
 log = logging.getLogger(__name__)
 
-ARTIFACT = "SELECT title, url, version FROM artifacts WHERE artifact_id = %s"
-
 
 class CacheInvalidator:
-    """A :class:`sync.engine.ChangeListener` backed by the answer cache and the outbox."""
+    """A :class:`sync.engine.ChangeListener` that applies the engine's outbox intents."""
 
     def __init__(self, db: Database, cache: AnswerCache) -> None:
         self._db = db
@@ -28,55 +32,72 @@ class CacheInvalidator:
         self.evicted = 0
 
     def source_changed(self, artifact_id: str, *, content_hash: str, version: str) -> None:
-        result = self._cache.source_changed(artifact_id, content_hash=content_hash, version=version)
-        self.dirtied += result.dirtied
-        self._queue(
-            artifact_id, result, change="updated", new_version=version, change_key=content_hash
-        )
+        self.apply_pending(artifact_id=artifact_id)
 
     def source_deleted(self, artifact_id: str) -> None:
-        result = self._cache.source_deleted(artifact_id)
-        self.evicted += result.evicted
-        self._queue(artifact_id, result, change="deleted", new_version=None, change_key="deleted")
+        self.apply_pending(artifact_id=artifact_id)
 
-    def _queue(
-        self,
-        artifact_id: str,
-        result: Invalidation,
-        *,
-        change: str,
-        new_version: str | None,
-        change_key: str,
-    ) -> None:
+    def apply_pending(self, *, artifact_id: str | None = None, limit: int = 100) -> int:
+        """Apply pending intents (of one artifact, or every one); returns how many."""
+        with self._db.connection() as conn:
+            claimed = outbox.claim_changes(conn, artifact_id=artifact_id, limit=limit)
+            for message_id, change in claimed:
+                self._apply(conn, change)
+                outbox.mark_applied(conn, message_id)
+        return len(claimed)
+
+    def _apply(self, conn: Connection, change: SourceChange) -> None:
+        if change.change == "deleted":
+            result = self._cache.source_deleted(change.artifact_id)
+            self.evicted += result.evicted
+        else:
+            result = self._cache.source_changed(
+                change.artifact_id,
+                content_hash=change.content_hash or "",
+                version=change.version or "",
+            )
+            self.dirtied += result.dirtied
+        self._queue(conn, change, result)
+
+    def _queue(self, conn: Connection, change: SourceChange, result: Invalidation) -> None:
         if not result.places:
             return
-        with self._db.connection() as conn:
-            row = conn.execute(ARTIFACT, (artifact_id,)).fetchone()
-            title = row["title"] if row else artifact_id
-            url = row["url"] if row else ""
-            for unit_id, place in result.places:
-                unit = self._cache.get(unit_id)
-                old = unit.provenance.get(artifact_id) if unit else None
-                key = (
-                    f"notice:{place.platform}:{place.channel}:{place.thread}:"
-                    f"{artifact_id}:{change_key}"
-                )
-                enqueue(
-                    conn,
-                    "notice",
-                    key,
-                    {
-                        "platform": place.platform,
-                        "channel": place.channel,
-                        "thread": place.thread,
-                        "artifact_id": artifact_id,
-                        "title": title,
-                        "url": url,
-                        "change": change,
-                        "old_version": old.version if old else None,
-                        "new_version": new_version,
-                        "question": unit.question if unit else "",
-                        "unit_id": unit_id,
-                    },
-                )
-        log.info("%s %s: queued notices for %d thread(s)", artifact_id, change, len(result.places))
+        title, url = outbox.artifact_label(conn, change.artifact_id)
+        for unit_id, place in result.places:
+            unit = self._cache.get(unit_id)
+            old = unit.provenance.get(change.artifact_id) if unit else None
+            outbox.enqueue(
+                conn,
+                Notice(
+                    platform=place.platform,
+                    channel=place.channel,
+                    thread=place.thread,
+                    artifact_id=change.artifact_id,
+                    title=title,
+                    url=url,
+                    change=change.change,
+                    old_version=old.version if old else None,
+                    new_version=change.version if change.change == "updated" else None,
+                    question=unit.question if unit else "",
+                    unit_id=unit_id,
+                    change_key=change.content_hash or "deleted",
+                ),
+            )
+        log.info(
+            "%s %s: queued notices for %d thread(s)",
+            change.artifact_id,
+            change.change,
+            len(result.places),
+        )
+
+
+def apply_forever(
+    applier: CacheInvalidator, stop: threading.Event, poll_seconds: float = 2.0
+) -> None:
+    """The daemon's pass over intents left pending by a crash (or by another process)."""
+    while not stop.is_set():
+        try:
+            applier.apply_pending()
+        except Exception:  # a database hiccup: the intents stay pending for the next pass
+            log.exception("applying source changes failed; retrying in %.0f s", poll_seconds)
+        stop.wait(poll_seconds)

@@ -15,7 +15,6 @@ import logging
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -23,7 +22,15 @@ import httpx
 from core.errors import BadResponse
 from core.http import DEFAULT_POLICY, RetryPolicy
 from core.identities import AtlassianSite
-from sync._atlassian import AtlassianHttp, Item, attempt, in_pool
+from sync._atlassian import (
+    AtlassianHttp,
+    Item,
+    PooledConnector,
+    attempt,
+    in_pool,
+    key_list,
+    site_from,
+)
 from sync._jira_parse import (
     FIELDS,
     Comment,
@@ -46,7 +53,8 @@ from sync._jira_parse import (
     rich_text,
     strip_order_by,
 )
-from sync.source import ScopeListing, SourceConnector, SourceDocument, SourceName
+from sync.source import ScopeListing, SourceConnector, SourceDocument, SourceName, SourceSpec
+from sync.webhook_events import WebhookChange
 
 __all__ = [
     "ALL_SCOPE",
@@ -76,7 +84,7 @@ _COMMENT_PAGE = 100
 _ID_PAGE_SIZE = 1000  # key-only searches are cheap; Jira caps the page size itself
 
 
-class JiraConnector:
+class JiraConnector(PooledConnector):
     """:class:`~sync.source.SourceConnector` over ``JIRA_PROJECTS`` or ``JIRA_JQL``."""
 
     def __init__(
@@ -160,23 +168,6 @@ class JiraConnector:
             log.info("%s is in project %s, which is not synced", artifact_id, document.scope_key)
             return None
         return document
-
-    # --- lifecycle -----------------------------------------------------------------------
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
-        self._http.close()
-
-    def __enter__(self) -> JiraConnector:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # --- internals -------------------------------------------------------------------------
 
@@ -271,3 +262,27 @@ class JiraConnector:
 if TYPE_CHECKING:
     # mypy proves the connector satisfies the engine's protocol.
     _conforms: type[SourceConnector] = JiraConnector
+
+
+def connect_jira(values: Mapping[str, str]) -> JiraConnector | None:
+    """The connector over JIRA_PROJECTS or JIRA_JQL, or None when JIRA_BASE_URL is not set."""
+    site = site_from(values, "JIRA")
+    if site is None:
+        return None
+    jql = values.get("JIRA_JQL", "").strip() or None
+    return JiraConnector(site, projects=key_list(values, "JIRA_PROJECTS"), jql=jql)
+
+
+def _parse_webhook(path_event: str | None, body: Mapping[str, Any]) -> WebhookChange | None:
+    return parse_jira_webhook(body)  # Jira names the event in the body
+
+
+JIRA = SourceSpec(
+    name="jira",
+    scope_noun="PROJECT",
+    settings_keys=("JIRA_BASE_URL", "JIRA_EMAIL", "JIRA_API_TOKEN", "JIRA_PROJECTS", "JIRA_JQL"),
+    enabled_by="JIRA_BASE_URL",
+    connect=connect_jira,
+    parse_webhook=_parse_webhook,
+    event_field="webhookEvent",
+)

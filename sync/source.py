@@ -1,13 +1,17 @@
-"""The seam between the sync engine and the systems it reads: documents and connectors."""
+"""The seam between the sync engine and the systems it reads: documents, connectors, and the
+spec each source registers (docs/ARCHITECTURE.md, "Sources")."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Any, Protocol
 
-SourceName = Literal["confluence", "jira"]
+from sync.webhook_events import WebhookChange
+
+SourceName = str  # a registered source name (sync/registry.py)
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,7 @@ class ScopeListing:
 
 
 class SourceConnector(Protocol):
-    """What the sync engine needs from Confluence or Jira."""
+    """What the sync engine needs from a source (Confluence, Jira, ...)."""
 
     @property
     def source(self) -> SourceName: ...
@@ -73,3 +77,45 @@ class SourceConnector(Protocol):
     def fetch(self, artifact_id: str) -> SourceDocument | None:
         """One artifact by id, or None when it no longer exists (deleted, trashed, purged)."""
         ...
+
+
+# (event named by the route's last segment or None, the JSON body) -> change or None (ignored)
+WebhookParser = Callable[[str | None, Mapping[str, Any]], WebhookChange | None]
+# the values of the declared keys that are set -> a connector, or None when not configured
+ConnectorFactory = Callable[[Mapping[str, str]], SourceConnector | None]
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One source. ``scope_noun`` is what a scope key is (``SPACE``, ``PROJECT``), for help
+    texts; ``enabled_by`` is the key whose presence means the operator configured it."""
+
+    name: str
+    scope_noun: str
+    settings_keys: tuple[str, ...]
+    enabled_by: str
+    connect: ConnectorFactory
+    parse_webhook: WebhookParser
+    event_field: str = "event"  # where a body names its event when the route does not
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name) or self.name == "all":
+            raise ValueError(f"{self.name!r} cannot name a source")
+        if self.enabled_by not in self.settings_keys:
+            raise ValueError(f"{self.name}: enabled_by must be one of its settings keys")
+
+    def values(self, env: Mapping[str, str]) -> dict[str, str]:
+        """The declared keys that are set (non-blank) in ``env``."""
+        return {k: env[k] for k in self.settings_keys if env.get(k, "").strip()}
+
+    def configured(self, values: Mapping[str, str]) -> bool:
+        return self.enabled_by in values
+
+    def scope_example(self) -> str:
+        return f"{self.name}:{self.scope_noun}"
+
+    def event_of(self, path_event: str | None, payload: Mapping[str, Any]) -> str:
+        named = path_event or payload.get(self.event_field)
+        return named if isinstance(named, str) else ""

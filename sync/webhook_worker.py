@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 import psycopg
 
 from core.errors import KbError
-from store import sync_state, webhook_events
+from store import outbox, webhook_events
 from store.db import Connection, Database
 from store.webhook_events import PendingEvent
 from sync.engine import SyncEngine
@@ -224,13 +224,10 @@ class WebhookWorker:
         )
         with conn.transaction():
             webhook_events.mark_finished_with_error(conn, event.event_id, "dead", attempts, error)
-            # Same payload as sync_state.record_failure's alerts; one per source and hour, so
+            # The same kind of alert as sync_state.record_failure's; one per source and hour, so
             # an outage that kills many deliveries is announced once.
-            sync_state.enqueue(
-                conn,
-                "ops_alert",
-                f"ops_alert:{source}:webhook:{hour}",
-                {"source": source, "error": message, "run_id": None, "ongoing": False},
+            outbox.enqueue(
+                conn, outbox.OpsAlert(source, message, None, ongoing=False, key=f"webhook:{hour}")
             )
         log.error("%s", message)
 

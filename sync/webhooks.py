@@ -1,10 +1,10 @@
 """The webhook listener of ``kb daemon``: a WSGI app served by waitress.
 
-Routes (DESIGN.md, "Webhook listener"):
+Routes (docs/ARCHITECTURE.md, "Endpoints"), one pair per registered source (sync/registry.py):
 
-* ``POST /webhooks/jira`` — the event is the body's ``webhookEvent``;
-* ``POST /webhooks/confluence`` and ``POST /webhooks/confluence/{event}`` — Confluence Cloud
-  bodies carry no event name, so it comes from the path; Data Center bodies carry ``event``;
+* ``POST /webhooks/{source}`` and ``POST /webhooks/{source}/{event}``. Jira names the event in
+  the body's ``webhookEvent``; Confluence Cloud bodies carry no event name, so it comes from the
+  path; Data Center bodies carry ``event``. The source's parser decides what it means;
 * ``GET /healthz`` (200, or 503 when the store is unreachable) and ``GET /metrics``.
 
 A delivery is answered, in this order: 403 when no ``KB_WEBHOOK_SECRET`` is configured (fail
@@ -38,18 +38,18 @@ from psycopg_pool import PoolTimeout
 from core.identities import Secret
 from store import webhook_events
 from store.db import Database
-from sync._webhook_auth import SIGNATURE_HEADER, WebhookAuth, security_warning, sign
-from sync._webhook_metrics import (
+from store.metrics import (
     CONTENT_TYPE,
     RequestCounters,
     health_report,
     render_prometheus,
     series,
-    webhook_metrics,
+    store_metrics,
 )
+from sync._webhook_auth import SIGNATURE_HEADER, WebhookAuth, security_warning, sign
 from sync._webhook_server import MAX_BODY, WebhookServer, serve_webhooks
-from sync.confluence import parse_confluence_webhook
-from sync.jira import parse_jira_webhook
+from sync.registry import BUILT_IN, SourceRegistry
+from sync.source import SourceSpec
 from sync.webhook_events import WebhookChange
 
 __all__ = [
@@ -63,7 +63,7 @@ __all__ = [
     "series",
     "serve_webhooks",
     "sign",
-    "webhook_metrics",
+    "store_metrics",
 ]
 
 log = logging.getLogger(__name__)
@@ -109,6 +109,7 @@ class WebhookApp:
     extra_metrics: Callable[[], Mapping[str, float]] | None = None
     on_stored: Callable[[], None] | None = None
     max_body: int = MAX_BODY
+    sources: SourceRegistry = BUILT_IN
     counters: RequestCounters = field(default_factory=RequestCounters)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -139,23 +140,23 @@ class WebhookApp:
             if method != "GET":
                 return route, _method_not_allowed("GET")
             return route, self._healthz() if route == "healthz" else self._metrics()
-        if path == "/webhooks/jira":
-            source, path_event = "jira", None
-        elif path == "/webhooks/confluence":
-            source, path_event = "confluence", None
-        elif path.startswith("/webhooks/confluence/"):
-            source, path_event = "confluence", path.removeprefix("/webhooks/confluence/")
-            if not _PATH_EVENT.match(path_event):
-                return "other", _json(404, error="unknown route")
-        else:
+        name, _, path_event_text = path.removeprefix("/webhooks/").partition("/")
+        spec = self.sources.get(name) if path.startswith("/webhooks/") else None
+        if spec is None:
+            return "other", _json(404, error="unknown route")
+        source, path_event = spec.name, path_event_text or None
+        if path_event is not None and not _PATH_EVENT.match(path_event):
             return "other", _json(404, error="unknown route")
         if method != "POST":
             return source, _method_not_allowed("POST")
-        return source, self._delivery(environ, source, path_event)
+        return source, self._delivery(environ, spec, path_event)
 
     # --- deliveries ---------------------------------------------------------------------
 
-    def _delivery(self, environ: WSGIEnvironment, source: str, path_event: str | None) -> _Response:
+    def _delivery(
+        self, environ: WSGIEnvironment, spec: SourceSpec, path_event: str | None
+    ) -> _Response:
+        source = spec.name
         if not self.auth.configured:
             return _json(403, error="webhooks are disabled: KB_WEBHOOK_SECRET is not set")
         body = _read_body(environ, self.max_body)
@@ -173,7 +174,7 @@ class WebhookApp:
             return _json(400, error="the body is not JSON")
         if not isinstance(payload, dict):
             return _json(400, error="the body is not a JSON object")
-        change, event = _parse(source, path_event, payload)
+        change, event = _parse(spec, path_event, payload)
         delivery_id = _delivery_id(environ, path_event, body)
         try:
             with self.db.pool.connection(timeout=_STORE_TIMEOUT) as conn:
@@ -230,7 +231,7 @@ class WebhookApp:
         return _Response(200 if report.get("ok") else 503, json.dumps(report).encode())
 
     def _metrics(self) -> _Response:
-        samples: dict[str, float] = dict(webhook_metrics(self.db))
+        samples: dict[str, float] = dict(store_metrics(self.db, self.sources.names))
         samples.update(self.counters.samples())
         if self.extra_metrics is not None:
             try:
@@ -274,21 +275,17 @@ def _read_body(environ: WSGIEnvironment, cap: int) -> bytes | _Response:
 
 
 def _parse(
-    source: str, path_event: str | None, payload: Mapping[str, Any]
+    spec: SourceSpec, path_event: str | None, payload: Mapping[str, Any]
 ) -> tuple[WebhookChange | None, str]:
     """The change (None: nothing indexed is affected) and the event name to record."""
     try:
-        if source == "jira":
-            change = parse_jira_webhook(payload)
-        else:
-            change = parse_confluence_webhook(path_event, payload)
-    except Exception:  # a parser bug must not make Atlassian retry the delivery for ever
-        log.exception("the %s webhook parser failed; the delivery is ignored", source)
+        change = spec.parse_webhook(path_event, payload)
+    except Exception:  # a parser bug must not make the sender retry the delivery for ever
+        log.exception("the %s webhook parser failed; the delivery is ignored", spec.name)
         change = None
     if change is not None:
         return change, change.event
-    named = payload.get("webhookEvent") if source == "jira" else path_event or payload.get("event")
-    return None, named if isinstance(named, str) else ""
+    return None, spec.event_of(path_event, payload)
 
 
 def _delivery_id(environ: WSGIEnvironment, path_event: str | None, body: bytes) -> str:
@@ -315,6 +312,7 @@ def build_webhook_app(
     extra_metrics: Callable[[], Mapping[str, float]] | None = None,
     on_stored: Callable[[], None] | None = None,
     max_body: int = MAX_BODY,
+    sources: SourceRegistry = BUILT_IN,
 ) -> WebhookApp:
     """The listener's WSGI app.
 
@@ -322,7 +320,8 @@ def build_webhook_app(
     ``health``: the /healthz report, a dict whose ``ok`` decides 200 or 503 (default:
     :func:`health_report` of ``db``). ``extra_metrics``: more samples for /metrics, keyed by
     :func:`series` (cache hits and misses, answers dirtied...). ``on_stored``: called after
-    each queued event is committed, e.g. ``WebhookWorker.wake``.
+    each queued event is committed, e.g. ``WebhookWorker.wake``. ``sources``: the registry
+    whose names become routes.
     """
     if not 0 < max_body <= MAX_BODY:
         raise ValueError(f"max_body must be 1..{MAX_BODY} bytes")
@@ -333,4 +332,5 @@ def build_webhook_app(
         extra_metrics=extra_metrics,
         on_stored=on_stored,
         max_body=max_body,
+        sources=sources,
     )

@@ -1,8 +1,10 @@
-"""/metrics and /healthz of the daemon's listener: figures read from Postgres with one query per
-table, in-process request counters, and the Prometheus text exposition format (0.0.4).
+"""The one metrics module: every figure of ``/metrics`` and ``/healthz``, read from Postgres
+with one query per table, in-process request counters, and the Prometheus text exposition
+format (0.0.4). docs/ARCHITECTURE.md, "Endpoints", lists the families.
 
 A sample is keyed by its series, ``name{label="value",...}`` (see :func:`series`), so other
-parts of the daemon (the answer cache, notices) can hand their counters over as a plain dict.
+parts of the daemon (the answer cache) can hand their counters over as a plain dict. The bot's
+own counters (answers, votes, threads) are read here too, so each figure has one name.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import logging
 import math
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -19,11 +21,10 @@ import psycopg
 from psycopg_pool import PoolTimeout
 
 from store import sync_state, webhook_events
-from store.db import Database
+from store.db import Connection, Database
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("confluence", "jira")
 EVENT_STATUSES = ("pending", "done", "dead", "ignored", "superseded")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -62,8 +63,11 @@ FAMILIES: dict[str, tuple[str, str]] = {
     "kb_artifacts": ("gauge", "Indexed artifacts by source and state (live, deleted)."),
     "kb_outbox_messages": (
         "gauge",
-        "Outbox messages (notices, ops alerts, sync results) by kind and state.",
+        "Outbox rows (notices, ops alerts, sync results, source-change intents) by kind and state.",
     ),
+    "kb_outbox_in_flight": ("gauge", "Outbox messages claimed by a deliverer and being sent."),
+    "kb_feedback_votes": ("gauge", "Votes on answers by platform and vote."),
+    "kb_threads_answered": ("gauge", "Threads the bot has answered in, by platform."),
     "kb_answer_cache_hits_total": ("counter", "Questions answered from the answer cache."),
     "kb_answer_cache_misses_total": ("counter", "Answer cache lookups that missed, by gate."),
     "kb_answers_dirtied_total": ("counter", "Cached answers marked stale by a source change."),
@@ -136,19 +140,41 @@ class RequestCounters:
         }
 
 
-def webhook_metrics(db: Database, *, timeout: float = 5.0) -> dict[str, float]:
-    """Figures from Postgres: webhook events by outcome, syncs, artifacts, outbox deliveries.
+METRIC_COUNTERS = "SELECT name, value FROM bot_counters"
+METRIC_VOTES = "SELECT platform, vote, count(*) AS n FROM feedback GROUP BY platform, vote"
+METRIC_THREADS = "SELECT platform, count(*) AS n FROM bot_threads GROUP BY platform"
+METRIC_IN_FLIGHT = "SELECT count(*) AS n FROM outbox_claims"
+
+
+def bot_rows(conn: Connection) -> dict[str, list[dict[str, Any]]]:
+    """The bot's counters, votes, answered threads and in-flight deliveries."""
+    return {
+        name: conn.execute(sql).fetchall()
+        for name, sql in (
+            ("counters", METRIC_COUNTERS),
+            ("votes", METRIC_VOTES),
+            ("threads", METRIC_THREADS),
+            ("in_flight", METRIC_IN_FLIGHT),
+        )
+    }
+
+
+def store_metrics(
+    db: Database, sources: Sequence[str] = (), *, timeout: float = 5.0
+) -> dict[str, float]:
+    """Figures from Postgres: webhook events by outcome, syncs, artifacts, the outbox, the
+    bot's counters. ``sources`` (the registry's names) get zero series rather than gaps.
 
     ``kb_store_up`` is 0 (and nothing else is returned) when the store cannot be read.
     """
     try:
         with db.pool.connection(timeout=timeout) as conn:
-            rows = webhook_events.metric_rows(conn)
+            rows = webhook_events.metric_rows(conn) | bot_rows(conn)
     except (psycopg.Error, PoolTimeout) as exc:
         log.warning("metrics: the store could not be read (%s)", type(exc).__name__)
         return {"kb_store_up": 0.0}
     out: dict[str, float] = {"kb_store_up": 1.0}
-    for source in SOURCES:  # every combination, so dashboards see zeros rather than gaps
+    for source in sources:  # every combination, so dashboards see zeros rather than gaps
         for status in EVENT_STATUSES:
             out[series("kb_webhook_events", source=source, status=status)] = 0.0
         out[series("kb_webhook_duplicate_deliveries", source=source)] = 0.0
@@ -173,6 +199,14 @@ def webhook_metrics(db: Database, *, timeout: float = 5.0) -> dict[str, float]:
         out["kb_webhook_oldest_pending_seconds"] = r["oldest_pending_seconds"]
     for r in rows["outbox"]:
         out[series("kb_outbox_messages", kind=r["kind"], state=r["state"])] = r["n"]
+    for r in rows["in_flight"]:
+        out["kb_outbox_in_flight"] = float(r["n"])
+    for r in rows["counters"]:
+        out[f"kb_{r['name']}_total"] = float(r["value"])
+    for r in rows["votes"]:
+        out[series("kb_feedback_votes", platform=r["platform"], vote=r["vote"])] = float(r["n"])
+    for r in rows["threads"]:
+        out[series("kb_threads_answered", platform=r["platform"])] = float(r["n"])
     return out
 
 

@@ -1,0 +1,59 @@
+"""One runtime context for every command: the embedder, the store, the answer cache and the
+source connectors, opened in one place and closed in reverse order (docs/ARCHITECTURE.md,
+"Processes")."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kb import wiring
+from kb.settings import Settings
+from store.cache import AnswerCache
+from store.db import Database
+from store.embedders import Embedder
+from sync.engine import SyncEngine
+from sync.freshness import CacheInvalidator
+from sync.source import SourceConnector
+
+
+@dataclass(frozen=True)
+class Runtime:
+    settings: Settings
+    embedder: Embedder
+    db: Database
+    cache: AnswerCache
+    # Applies the engine's outbox intents: cache invalidation and notices.
+    invalidator: CacheInvalidator
+    connectors: dict[str, SourceConnector] = field(default_factory=dict)
+
+    def engine(self) -> SyncEngine:
+        return wiring.build_engine(self.settings, self.db, self.embedder, self.invalidator)
+
+
+@contextmanager
+def open_runtime(
+    settings: Settings,
+    *,
+    pool_size: int = 8,
+    schema: str = "public",
+    cache_dir: Path | None = None,
+    connectors: bool = False,
+) -> Iterator[Runtime]:
+    """Open what a command needs; ``connectors``: also the configured sources' clients.
+
+    ``schema`` and ``cache_dir`` keep ``kb demo`` apart from a real store."""
+    with ExitStack() as stack:
+        embedder = wiring.build_embedder(settings)
+        db = wiring.open_bound_store(settings, embedder, pool_size=pool_size, schema=schema)
+        stack.callback(db.close)
+        cache = wiring.build_cache(settings, db, directory=cache_dir)
+        stack.callback(cache.close)
+        clients = wiring.build_connectors(settings) if connectors else {}
+        for client in clients.values():
+            close = getattr(client, "close", None)
+            if callable(close):
+                stack.callback(close)
+        yield Runtime(settings, embedder, db, cache, CacheInvalidator(db, cache), clients)
