@@ -62,7 +62,7 @@ class Settings:
     teams: TeamsApp | None = None
     # The registered sources and, per source, the values of the keys it declares.
     sources: SourceRegistry = BUILT_IN
-    source_values: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    source_values: Mapping[str, Mapping[str, str]] = field(default_factory=dict, repr=False)
 
     @property
     def source_names(self) -> tuple[str, ...]:

@@ -45,6 +45,21 @@ SECRET = "a-webhook-secret-long-enough-0123456789"
 QUESTION = "How do I connect to the VPN on Windows?"
 
 
+class _Crash(BaseException):
+    """The process dying: not an Exception, so nothing on the way up swallows it."""
+
+
+class _DiesAfterCommit:
+    """A ChangeListener that kills the "process" when told about a committed change, i.e.
+    between the content commit and the cache invalidation (issue 13, item 5)."""
+
+    def source_changed(self, artifact_id: str, *, content_hash: str, version: str) -> None:
+        raise _Crash(artifact_id)
+
+    def source_deleted(self, artifact_id: str) -> None:
+        raise _Crash(artifact_id)
+
+
 @dataclass
 class World:
     wiki: FakeConfluence
@@ -54,6 +69,17 @@ class World:
     worker: WebhookWorker
     deliverer: OutboxDeliverer
     hooks: httpx.Client
+    db: Database
+    cache: DiskAnswerCache
+    connector: ConfluenceConnector
+    embedder: HashingEmbedder
+
+    def crash_while_syncing(self) -> None:
+        """Sync the page with a process that dies right after committing it."""
+        dying = SyncEngine(self.db, self.embedder, Chunker(TokenCounter()), _DiesAfterCommit())
+        artifact_id = f"confluence:{self.page.id}"
+        with pytest.raises(_Crash):
+            dying.sync_document(self.connector.fetch(artifact_id), artifact_id)
 
     def ask(self, ts: str) -> str:
         before = len(self.bot.slack.calls_to("chat.postMessage"))
@@ -115,7 +141,9 @@ def world(db: Database, tmp_path: Path) -> Iterator[World]:
                 token="xoxb-test-token", base_url=bot.slack.url + "/", retry_handlers=[]
             )
             deliverer = OutboxDeliverer(db, {"slack": SlackPlatform(delivery)}, None)
-            yield World(wiki, page, claude, bot, worker, deliverer, hooks)
+            yield World(
+                wiki, page, claude, bot, worker, deliverer, hooks, db, cache, connector, embedder
+            )
         listener.close()
         connector.close()
         client.close()
@@ -171,3 +199,44 @@ def test_a_trashed_page_evicts_its_answers_and_says_so(world: World) -> None:
     answer = world.ask("104.1")
     assert "NWP-AOVPN" not in answer
     assert "NWP-AOVPN" not in FakeMessagesAPI.user_text(world.claude.last_body)
+
+
+def test_a_crash_between_the_commit_and_the_invalidation_still_notifies_each_thread_once(
+    world: World,
+) -> None:
+    world.claude.script(text("Use the NWP-AOVPN profile [1]."))
+    world.ask("100.1")
+    world.ask("101.1")
+    world.wiki.edit_page(
+        world.page.id, body="<p>Windows laptops now use the GlobalConnect client.</p>"
+    )
+    world.crash_while_syncing()
+    world.deliverer.deliver_due()
+    assert world.notices() == [], "nothing was applied before the crash"
+
+    # The restarted process: a new applier finds the intent committed with the content.
+    restarted = CacheInvalidator(world.db, world.cache)
+    assert restarted.apply_pending() == 1
+    world.deliverer.deliver_due()
+    assert restarted.apply_pending() == 0, "an applied intent is not applied again"
+    world.webhook("page_updated")  # the next sync or delivery of the same change
+    notices = world.notices()
+    assert len(notices) == 2 and all("VPN access for Windows" in n for n in notices)
+    world.claude.reset()
+    world.claude.script(text("Use the GlobalConnect client [1]."))
+    assert "GlobalConnect" in world.ask("102.1"), "the stale answer is not served"
+
+
+def test_a_crash_after_a_deletion_is_committed_still_evicts_and_notifies_once(
+    world: World,
+) -> None:
+    world.claude.script(text("Use the NWP-AOVPN profile [1]."))
+    world.ask("100.1")
+    world.wiki.trash_page(world.page.id)
+    world.crash_while_syncing()
+    CacheInvalidator(world.db, world.cache).apply_pending()
+    CacheInvalidator(world.db, world.cache).apply_pending()
+    world.deliverer.deliver_due()
+    world.webhook("page_trashed")
+    (notice,) = world.notices()
+    assert "deleted" in notice.lower()

@@ -120,3 +120,24 @@ def test_a_store_refuses_vectors_from_another_embedder(db: Database) -> None:
     bind_embedder(db, EmbedderIdentity("local:test", 3))  # same embedder: fine
     with pytest.raises(EmbedderMismatch, match=r"local:test \(3 dimensions\).*openai:x \(5"):
         bind_embedder(db, EmbedderIdentity("openai:x", 5))
+
+
+def test_the_source_registry_migration_admits_any_source_name_and_change_intents(
+    fresh_schema: Database,
+) -> None:
+    (registry,) = [m for m in available() if m.name == "source_registry_outbox"]
+    migrate(fresh_schema, upto=registry.number - 1)
+    insert = (
+        "INSERT INTO artifacts (artifact_id, source, scope_key, title, url, version,"
+        " content_hash, body) VALUES (%s, %s, 'TEAM', 't', 'u', '1', 'h', 'b')"
+    )
+    with pytest.raises(psycopg.errors.CheckViolation), fresh_schema.connection() as conn:
+        conn.execute(insert, ("notes:TEAM/a", "notes"))
+    migrate(fresh_schema, upto=registry.number)
+    with fresh_schema.connection() as conn:
+        conn.execute(insert, ("notes:TEAM/a", "notes"))
+        conn.execute(
+            "INSERT INTO outbox (kind, dedupe_key, payload) VALUES ('source_change', 'k', '{}')"
+        )
+    with pytest.raises(psycopg.errors.CheckViolation), fresh_schema.connection() as conn:
+        conn.execute(insert, ("Bad Name:x", "Bad Name"))

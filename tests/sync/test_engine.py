@@ -41,7 +41,9 @@ class Rig:
 
     def outbox(self) -> list[tuple[str, dict[str, object]]]:
         with self.db.connection() as conn:
-            rows = conn.execute("SELECT kind, payload FROM outbox ORDER BY message_id").fetchall()
+            rows = conn.execute(
+                "SELECT kind, payload FROM outbox WHERE kind <> 'source_change' ORDER BY message_id"
+            ).fetchall()
         return [(r["kind"], r["payload"]) for r in rows]
 
 
