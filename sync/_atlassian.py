@@ -12,15 +12,15 @@ import json
 import logging
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypedDict, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
 
 from core.errors import AuthError, BadResponse, KbError, SettingsError
-from core.http import RetryPolicy, json_body, send
+from core.http import DEFAULT_POLICY, RetryPolicy, json_body, send
 from core.identities import AtlassianSite, Secret
 from sync.source import FetchFailure, SourceDocument
 
@@ -218,6 +218,20 @@ def attempt(artifact_id: str, produce: Callable[[], SourceDocument | None]) -> I
         return FetchFailure(artifact_id=artifact_id, error=reason)
 
 
+def attempt_listed(
+    found: str | None,
+    what: str,
+    to_id: Callable[[str], str],
+    produce: Callable[[str], SourceDocument | None],
+) -> Item | None:
+    """A listed item by its id (``produce(id)``, see :func:`attempt`); a listing entry without
+    an id is skipped with a warning naming ``what`` it was."""
+    if found is None:
+        log.warning("%s without an id; skipped", what)
+        return None
+    return attempt(to_id(found), lambda: produce(found))
+
+
 def describe(exc: BaseException) -> str:
     text = str(exc)
     if isinstance(exc, KbError):
@@ -306,11 +320,43 @@ def key_list(values: Mapping[str, str], key: str) -> tuple[str, ...]:
     return tuple(k.strip().upper() for k in values.get(key, "").split(",") if k.strip())
 
 
+class ConnectorOptions(TypedDict, total=False):
+    """Keyword options of both Atlassian connectors (tests shorten retries and page sizes)."""
+
+    transport: httpx.BaseTransport | None
+    policy: RetryPolicy
+    timeout: float
+    max_workers: int
+    overlap: timedelta  # how far back an incremental run looks before its cursor
+    page_size: int
+
+
 class PooledConnector:
     """The lifecycle both Atlassian connectors share: one HTTP client and a fetch pool."""
 
     _http: AtlassianHttp
     _pool: ThreadPoolExecutor
+    _page_size: int
+    _overlap: timedelta
+
+    def _open_clients(
+        self, site: AtlassianSite, service: str, options: ConnectorOptions, *, max_page: int
+    ) -> None:
+        """The HTTP client, the fetch pool, and the options both connectors take."""
+        workers = options.get("max_workers", 4)
+        self._page_size = options.get("page_size", 100)
+        if workers < 1 or not 1 <= self._page_size <= max_page:
+            raise ValueError(f"max_workers must be at least 1 and page_size 1..{max_page}")
+        self._overlap = options.get("overlap", timedelta(minutes=10))
+        self._http = AtlassianHttp(
+            site,
+            service=service,
+            setting_prefix=service.upper(),
+            transport=options.get("transport"),
+            policy=options.get("policy", DEFAULT_POLICY),
+            timeout=options.get("timeout", 30),
+        )
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=service.lower())
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

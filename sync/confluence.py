@@ -24,23 +24,20 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime, timedelta
+from concurrent.futures import Future
+from datetime import datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any
-
-import httpx
+from typing import TYPE_CHECKING, Any, Unpack
 
 from core.errors import BadResponse, KbError, SettingsError
-from core.http import DEFAULT_POLICY, RetryPolicy
 from core.identities import AtlassianSite
 from sync._atlassian import (
-    AtlassianHttp,
+    ConnectorOptions,
     Item,
     PooledConnector,
     as_map,
     as_str,
-    attempt,
+    attempt_listed,
     in_pool,
     key_list,
     resolve_link,
@@ -105,18 +102,8 @@ class ConfluenceConnector(PooledConnector):
         self,
         site: AtlassianSite,
         spaces: tuple[str, ...],
-        *,
-        transport: httpx.BaseTransport | None = None,
-        policy: RetryPolicy = DEFAULT_POLICY,
-        timeout: float = 30,
-        max_workers: int = 4,
-        overlap: timedelta = timedelta(minutes=10),
-        page_size: int = 100,
+        **options: Unpack[ConnectorOptions],
     ) -> None:
-        if not 1 <= page_size <= _V2_MAX_LIMIT:
-            raise ValueError(f"page_size must be 1..{_V2_MAX_LIMIT}, got {page_size}")
-        if max_workers < 1:
-            raise ValueError(f"max_workers must be at least 1, got {max_workers}")
         self._cloud = site.is_cloud
         base = site.base_url.rstrip("/")
         if self._cloud and not base.endswith("/wiki"):
@@ -124,17 +111,7 @@ class ConfluenceConnector(PooledConnector):
         # REST v1 lives at {base}/rest/api, v2 (Cloud) at {base}/api/v2, pages at {base}/...
         self._base = base
         self._spaces = tuple(spaces)
-        self._overlap = overlap
-        self._page_size = page_size
-        self._http = AtlassianHttp(
-            site,
-            service="Confluence",
-            setting_prefix="CONFLUENCE",
-            transport=transport,
-            policy=policy,
-            timeout=timeout,
-        )
-        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="confluence")
+        self._open_clients(site, "Confluence", options, max_page=_V2_MAX_LIMIT)
         self._lock = threading.Lock()
         self._space_id_by_key: dict[str, str] = {}
         self._space_key_by_id: dict[str, str] = {}
@@ -270,12 +247,7 @@ class ConfluenceConnector(PooledConnector):
     def _cloud_document(
         self, raw: Mapping[str, Any], *, space_key: str, web_base: str | None
     ) -> Item | None:
-        page_id = content_id(raw)
-        if page_id is None:
-            log.warning("Confluence listed a page without an id; skipped")
-            return None
-
-        def produce() -> SourceDocument | None:
+        def produce(page_id: str) -> SourceDocument | None:
             meta = self._meta(page_id)
             if meta is None:
                 return None  # deleted since it was listed
@@ -287,18 +259,16 @@ class ConfluenceConnector(PooledConnector):
                 user_name=self._user_name,
             )
 
-        return attempt(artifact_id(page_id), produce)
+        return attempt_listed(content_id(raw), "a Confluence page", artifact_id, produce)
 
     def _v1_document(
         self, raw: Mapping[str, Any], *, space_key: str, web_base: str | None
     ) -> Item | None:
-        page_id = content_id(raw)
-        if page_id is None:
-            log.warning("Confluence listed a page without an id; skipped")
-            return None
-        return attempt(
-            artifact_id(page_id),
-            lambda: parse_v1_content(
+        return attempt_listed(
+            content_id(raw),
+            "a Confluence page",
+            artifact_id,
+            lambda _: parse_v1_content(
                 raw,
                 web_base=web_base or self._base,
                 space_key=space_key,

@@ -13,20 +13,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
-
-import httpx
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Unpack
 
 from core.errors import BadResponse
-from core.http import DEFAULT_POLICY, RetryPolicy
 from core.identities import AtlassianSite
 from sync._atlassian import (
-    AtlassianHttp,
+    ConnectorOptions,
     Item,
     PooledConnector,
-    attempt,
+    attempt_listed,
     in_pool,
     key_list,
     site_from,
@@ -93,17 +89,10 @@ class JiraConnector(PooledConnector):
         *,
         projects: tuple[str, ...] = (),
         jql: str | None = None,
-        transport: httpx.BaseTransport | None = None,
-        policy: RetryPolicy = DEFAULT_POLICY,
-        timeout: float = 30,
-        max_workers: int = 4,
-        overlap: timedelta = timedelta(minutes=10),
-        page_size: int = 100,
+        **options: Unpack[ConnectorOptions],
     ) -> None:
         if bool(projects) == bool(jql and jql.strip()):
             raise ValueError("JiraConnector needs either projects or a JQL, not both or neither")
-        if page_size < 1 or max_workers < 1:
-            raise ValueError("page_size and max_workers must be at least 1")
         self._cloud = site.is_cloud
         self._base = site.base_url.rstrip("/")
         self._api = f"{self._base}/rest/api/{'3' if self._cloud else '2'}"
@@ -112,17 +101,7 @@ class JiraConnector(PooledConnector):
         self._jql = strip_order_by(jql) if jql and jql.strip() else None
         if self._jql == "":
             raise ValueError("the JQL has no search condition, only an ORDER BY clause")
-        self._overlap = overlap
-        self._page_size = page_size
-        self._http = AtlassianHttp(
-            site,
-            service="Jira",
-            setting_prefix="JIRA",
-            transport=transport,
-            policy=policy,
-            timeout=timeout,
-        )
-        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="jira")
+        self._open_clients(site, "Jira", options, max_page=10_000)
 
     # --- SourceConnector -----------------------------------------------------------------
 
@@ -229,13 +208,11 @@ class JiraConnector(PooledConnector):
                 return
 
     def _document(self, raw: Mapping[str, Any]) -> Item | None:
-        key = issue_key(raw)
-        if key is None:
-            log.warning("Jira listed an issue without a key; skipped")
-            return None
-        return attempt(
-            artifact_id(key),
-            lambda: parse_issue(raw, base_url=self._base, comments=self._comments(key, raw)),
+        return attempt_listed(
+            issue_key(raw),
+            "a Jira issue",
+            artifact_id,
+            lambda key: parse_issue(raw, base_url=self._base, comments=self._comments(key, raw)),
         )
 
     def _comments(self, key: str, raw: Mapping[str, Any]) -> tuple[Comment, ...]:
