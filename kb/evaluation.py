@@ -186,7 +186,7 @@ def run_mode(
 
 
 def json_view(result: dict[str, Any]) -> dict[str, Any]:
-    """Exactly the keys DESIGN.md promises for ``kb eval --json``."""
+    """Exactly the keys docs/ARCHITECTURE.md ("Commands") promises for ``kb eval --json``."""
     return {key: result[key] for key in JSON_KEYS}
 
 

@@ -1,4 +1,4 @@
-"""The provenance-invalidated semantic answer cache (DESIGN.md, "The answer cache").
+"""The provenance-invalidated semantic answer cache (docs/ARCHITECTURE.md, "The answer cache").
 
 A cached answer (a :class:`Unit`) is served only if it passes every gate: exact normalised
 match or nearest neighbour at or above a calibrated threshold with a margin over the

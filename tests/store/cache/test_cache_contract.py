@@ -1,4 +1,4 @@
-"""The answer cache contract (DESIGN.md "The answer cache"), run over both backends."""
+"""The answer cache contract (docs/ARCHITECTURE.md, "The answer cache"), run over both backends."""
 
 from __future__ import annotations
 
