@@ -29,9 +29,9 @@ def run_sync(
         chosen = [c for name, c in runtime.connectors.items() if source in ("all", name)]
         engine = runtime.engine()
         # Intents a crashed run left behind are applied before anything new.
-        runtime.invalidator.apply_pending()
+        runtime.invalidator.drain()
         reports = sync_sources(engine, chosen, scopes, full, out, trigger="cli")
-        runtime.invalidator.apply_pending()
+        runtime.invalidator.drain()
     for report in reports:
         print(report.summary(), file=out)
         for error in report.errors[:5]:

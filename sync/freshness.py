@@ -46,6 +46,18 @@ class CacheInvalidator:
                 outbox.mark_applied(conn, message_id)
         return len(claimed)
 
+    def drain(self, batch: int = 100) -> int:
+        """Apply everything pending; a failure is logged and left for the next pass."""
+        applied = 0
+        try:
+            while (done := self.apply_pending(limit=batch)) > 0:
+                applied += done
+                if done < batch:
+                    break
+        except Exception:
+            log.exception("applying pending source changes failed; they stay queued")
+        return applied
+
     def _apply(self, conn: Connection, change: SourceChange) -> None:
         if change.change == "deleted":
             result = self._cache.source_deleted(change.artifact_id)
