@@ -469,6 +469,25 @@ def test_metrics_are_valid_prometheus_text_with_every_figure(db: Database) -> No
     assert m["kb_webhook_oldest_pending_seconds"] >= 0
 
 
+def test_the_bots_figures_appear_once_each_under_one_name(db: Database) -> None:
+    with db.connection() as conn:
+        conn.execute("INSERT INTO bot_counters (name, value) VALUES ('slack_answers', 4)")
+        conn.execute(
+            "INSERT INTO bot_threads (platform, channel, thread) VALUES ('slack', 'C1', '1.1')"
+        )
+        conn.execute(
+            "INSERT INTO outbox (kind, dedupe_key, payload, sent_at) VALUES"
+            " ('notice', 'a', '{}', now())"
+        )
+    with listening(build_webhook_app(Secret(SECRET), db)) as c:
+        m = parse_exposition(c.get("/metrics").text)
+    assert m["kb_slack_answers_total"] == 4
+    assert m[series("kb_threads_answered", platform="slack")] == 1
+    assert m[series("kb_outbox_messages", kind="notice", state="sent")] == 1
+    assert m["kb_outbox_in_flight"] == 0
+    assert not [k for k in m if k.startswith("kb_outbox_notice")], "no second name for a count"
+
+
 def test_a_failing_extra_collector_does_not_hide_the_other_metrics(db: Database) -> None:
     def broken() -> dict[str, float]:
         raise RuntimeError("collector bug")
