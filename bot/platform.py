@@ -1,10 +1,11 @@
-"""The chat-platform seam: what the outbox deliverer and the answer handlers need from Slack,
-Teams or any other chat front end.
+"""The delivery side of the chat-platform seam (docs/ARCHITECTURE.md, "Chat platforms").
 
-Platform-neutral here: the outgoing message types (parsed from outbox payloads), their wording
-(rendered through a :class:`Markup` so each platform supplies its own link and bold syntax),
-the button value codec, and the exception a platform raises when a delivery did not happen.
-A platform module (``bot/slack_platform.py``, later ``bot/teams.py``) only renders and sends.
+What the outbox deliverer needs from Slack, Teams or any other chat platform: the outgoing
+message types (parsed from outbox payloads), their wording (rendered through a :class:`Markup`
+so each platform supplies its own link and bold syntax), the button value codec, and the
+exception a platform raises when a delivery did not happen. Each adapter's ``platform.py``
+(``bot/slack/platform.py``, ``bot/teams/platform.py``) only renders and sends. The inbound
+side (questions, buttons, ``/kb-sync``) is :mod:`bot.conversation`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from datetime import UTC, datetime
 from typing import Literal, Protocol
 
 from core.errors import RemoteError
-from kb.settings import Settings
 
 # Button action ids, shared by every platform so feedback and refresh land in one place.
 ACTION_HELPFUL = "kb_helpful"
@@ -287,76 +287,3 @@ class ActionValue:
             return None
         unit = data.get("u")
         return cls(unit_id=unit if isinstance(unit, str) and unit else None, question=data["q"])
-
-
-# --- /kb-sync arguments ---------------------------------------------------------------------
-
-SYNC_SOURCES = ("all", "confluence", "jira")
-SYNC_USAGE = "Usage: /kb-sync [all|confluence|jira] [SPACE or PROJECT …]"
-
-
-class SyncArgsError(ValueError):
-    """The arguments of a sync request are not usable; the message says what to type."""
-
-
-@dataclass(frozen=True)
-class SyncRequest:
-    source: Literal["all", "confluence", "jira"]
-    keys: tuple[str, ...]
-
-    def describe(self) -> str:
-        if not self.keys:
-            return {"all": "all sources", "confluence": "Confluence", "jira": "Jira"}[self.source]
-        keys = ", ".join(self.keys)
-        return keys if self.source == "all" else f"{self.source.capitalize()} {keys}"
-
-
-def parse_sync_request(text: str, settings: Settings) -> SyncRequest:
-    """Check ``[all|confluence|jira] [KEY ...]`` against what this deployment syncs."""
-    words = text.replace(",", " ").split()
-    source: Literal["all", "confluence", "jira"] = "all"
-    if words and words[0].lower() in SYNC_SOURCES:
-        first = words.pop(0).lower()
-        source = "confluence" if first == "confluence" else "jira" if first == "jira" else "all"
-    elif words and words[0].lower() in ("help", "-h", "--help"):
-        raise SyncArgsError(SYNC_USAGE)
-    confluence_on = settings.confluence is not None
-    jira_on = settings.jira is not None
-    if source == "confluence" and not confluence_on:
-        raise SyncArgsError("Confluence isn't configured here (CONFLUENCE_BASE_URL is not set).")
-    if source == "jira" and not jira_on:
-        raise SyncArgsError("Jira isn't configured here (JIRA_BASE_URL is not set).")
-    if not confluence_on and not jira_on:
-        raise SyncArgsError(
-            "Neither Confluence nor Jira is configured here, so there is nothing to sync."
-        )
-    keys = tuple(dict.fromkeys(w.upper() for w in words))
-    spaces = set(settings.confluence_spaces) if confluence_on else set()
-    projects = set(settings.jira_projects) if jira_on else set()
-    for key in keys:
-        in_confluence = key in spaces and source in ("all", "confluence")
-        in_jira = key in projects and source in ("all", "jira")
-        if in_confluence or in_jira:
-            continue
-        if settings.jira_jql and jira_on and source in ("all", "jira") and key not in spaces:
-            raise SyncArgsError(
-                f"Jira is synced by a JQL query (JIRA_JQL) here, so it can't be narrowed to "
-                f"{key}; run /kb-sync jira without keys to sync everything the query selects."
-            )
-        raise SyncArgsError(f"{key} isn't {_known_keys(source, spaces, projects)}. {SYNC_USAGE}")
-    if source == "all" and keys:
-        # Keys of one source only: ask for that source, so the daemon does not try ENG in Jira.
-        if all(k in spaces for k in keys) and not any(k in projects for k in keys):
-            source = "confluence"
-        elif all(k in projects for k in keys) and not any(k in spaces for k in keys):
-            source = "jira"
-    return SyncRequest(source=source, keys=keys)
-
-
-def _known_keys(source: str, spaces: set[str], projects: set[str]) -> str:
-    parts = []
-    if source in ("all", "confluence") and spaces:
-        parts.append(f"a configured Confluence space ({', '.join(sorted(spaces))})")
-    if source in ("all", "jira") and projects:
-        parts.append(f"a configured Jira project ({', '.join(sorted(projects))})")
-    return " or ".join(parts) or f"something {source} can be narrowed to here"

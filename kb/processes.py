@@ -23,9 +23,8 @@ log = logging.getLogger(__name__)
 
 
 def run_bot(settings: Settings) -> int:
-    from bot.slack_app import build_slack_app
-    from bot.slack_server import serve_slack
-    from bot.teams import build_teams_handler
+    from bot.host import serve
+    from kb.chat_wiring import build_chat
 
     settings.require_chat()
     embedder = wiring.build_embedder(settings)
@@ -33,9 +32,7 @@ def run_bot(settings: Settings) -> int:
     cache = wiring.build_cache(settings, db)
     try:
         flow = wiring.build_flow(settings, db, embedder, cache)
-        slack = build_slack_app(settings, flow, db) if settings.slack_bot_token else None
-        teams = build_teams_handler(settings, flow, db) if settings.teams else None
-        serve_slack(settings, slack, db, teams=teams)
+        serve(build_chat(settings, flow, db), db, port=settings.port)
     finally:
         cache.close()
         db.close()
@@ -63,9 +60,7 @@ def cache_metrics(cache: AnswerCache, invalidator: CacheInvalidator) -> dict[str
 def run_daemon(settings: Settings) -> int:
     from bot.bot_state import metrics_snapshot
     from bot.outbox import OutboxDeliverer
-    from bot.platform import ChatPlatform
-    from bot.slack_platform import SlackPlatform, build_delivery_client
-    from bot.teams_platform import build_teams_platform
+    from kb.chat_wiring import build_delivery_platforms, close_platforms
 
     embedder = wiring.build_embedder(settings)
     # The listener's 8 threads, the worker, the scheduler, requests and delivery share it.
@@ -74,12 +69,7 @@ def run_daemon(settings: Settings) -> int:
     invalidator = CacheInvalidator(db, cache)
     engine = wiring.build_engine(settings, db, embedder, invalidator)
     connectors = wiring.build_connectors(settings)
-    platforms: dict[str, ChatPlatform] = {}
-    if settings.slack_bot_token is not None:
-        platforms["slack"] = SlackPlatform(build_delivery_client(settings))
-    teams_platform = build_teams_platform(settings, db) if settings.teams else None
-    if teams_platform is not None:
-        platforms["teams"] = teams_platform
+    platforms = build_delivery_platforms(settings, db)
     deliverer = None
     if platforms:
         deliverer = OutboxDeliverer(
@@ -122,8 +112,7 @@ def run_daemon(settings: Settings) -> int:
         daemon.run()
     finally:
         server.close()
-        if teams_platform is not None:
-            teams_platform.close()
+        close_platforms(platforms)
         cache.close()
         db.close()
     return 0
