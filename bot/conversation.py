@@ -24,7 +24,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
-from bot import bot_state
+from bot import bot_state, wording
 from bot.answers import Answer, AnswerFlow, Turn
 from bot.bot_state import Vote
 from bot.platform import ActionValue, Requester
@@ -33,40 +33,6 @@ from store.db import Database
 from store.scope import Scope
 
 log = logging.getLogger(__name__)
-
-# --- wording ----------------------------------------------------------------------------------
-
-SOMETHING_WRONG = "Something went wrong on my side; the team has the details in the logs."
-EMPTY_QUESTION = "Ask me a question after the mention, e.g. “@kb how do I rotate the VPN cert?”"
-STALE_BUTTON = "That button no longer works; ask the question again with a mention."
-REFRESHING = "Refreshing… the answer will update in place in a moment."
-NOT_ADMIN = (
-    "Sorry, only the bot's admins (KB_ADMINS) can run /kb-sync. Ask one of them, or wait for "
-    "the next scheduled sync."
-)
-QUEUE_FAILED = "I couldn't queue the sync just now (the database didn't answer); try again soon."
-
-
-def refreshing_note(who: str | None) -> str:
-    """The line that replaces an answer's buttons while it is regenerated; ``who`` is the
-    platform's mention of the person who pressed Refresh."""
-    return f"Refreshing… (asked by {who})" if who else "Refreshing…"
-
-
-def queued_text(what: str) -> str:
-    return f"Queued a sync of {what}; I'll tell you here when it's done."
-
-
-def vote_text(vote: Vote, previous: Vote | None) -> str:
-    label = "helpful" if vote == "helpful" else "not helpful"
-    if previous == vote:
-        return f"You've already marked this answer as {label}."
-    if previous is not None:
-        return f"Changed your vote: this answer is now marked {label}."
-    if vote == "helpful":
-        return "Thanks, noted that this answer was helpful."
-    return "Thanks, noted. Refresh may give a better answer; the team reviews these."
-
 
 # --- the seam ---------------------------------------------------------------------------------
 
@@ -156,7 +122,7 @@ class Conversation:
         """Finish the answers under way; nothing new is accepted afterwards."""
         self._pool.shutdown(wait=True)
 
-    # --- questions --------------------------------------------------------------------------
+    # --- questions ----------------------------------------------------------------------------
 
     def is_bot_thread(self, channel: str, thread: str) -> bool:
         """Whether the bot has answered in this thread, so a plain reply is a follow-up."""
@@ -171,7 +137,7 @@ class Conversation:
         with thread.working():
             try:
                 if not question.text:
-                    thread.say(EMPTY_QUESTION)
+                    thread.say(wording.EMPTY_QUESTION)
                     return
                 history = thread.history() if question.with_history else ()
                 answer = self._flow.answer(
@@ -188,15 +154,15 @@ class Conversation:
                 log.exception(
                     "answering on %s (thread %s) failed", self.platform, question.thread[:40]
                 )
-                thread.post_error(SOMETHING_WRONG, question.text or None)
+                thread.post_error(wording.SOMETHING_WRONG, question.text or None)
 
-    # --- buttons ----------------------------------------------------------------------------
+    # --- buttons ------------------------------------------------------------------------------
 
     def refresh(
         self, value: ActionValue | None, channel: str, thread: str, message: AnswerMessage
     ) -> bool:
         """Regenerate an answer in place, bypassing the cache; False when the button is stale
-        (tell the person :data:`STALE_BUTTON`)."""
+        (tell the person :data:`bot.wording.STALE_BUTTON`)."""
         if value is None or not value.question:
             return False
         message.mark_refreshing()
@@ -211,25 +177,25 @@ class Conversation:
             self._after_post(channel, thread, answer, "refreshes")
         except Exception:
             log.exception("refreshing an answer on %s (thread %s) failed", self.platform, thread)
-            message.replace_with_error(SOMETHING_WRONG, question)
+            message.replace_with_error(wording.SOMETHING_WRONG, question)
 
     def vote(self, value: ActionValue | None, user: str, vote: Vote) -> str:
         """Record a person's vote on an answer; the private reply to show them."""
         if value is None or not value.unit_id:
-            return STALE_BUTTON
+            return wording.STALE_BUTTON
         with self._db.connection() as conn:
             previous = bot_state.record_vote(conn, value.unit_id, self.platform, user, vote)
             if previous != vote:
                 bot_state.bump(conn, f"{self.platform}_votes_{vote}")
-        return vote_text(vote, previous)
+        return wording.vote_text(vote, previous)
 
-    # --- /kb-sync ---------------------------------------------------------------------------
+    # --- /kb-sync -----------------------------------------------------------------------------
 
     def request_sync(self, requester: Requester, text: str) -> str:
         """Queue a sync for the daemon if an admin asked for something that exists; the
         private reply to show the requester."""
         if requester.user not in self._policy.admins:
-            return NOT_ADMIN
+            return wording.NOT_ADMIN
         try:
             request = parse_sync_request(text, self._policy.sync)
         except SyncArgsError as exc:
@@ -248,11 +214,11 @@ class Conversation:
                 bot_state.bump(conn, f"{self.platform}_sync_requests")
         except Exception:
             log.exception("could not queue a sync request")
-            return QUEUE_FAILED
+            return wording.QUEUE_FAILED
         log.info("sync request %s queued by %s: %s", request_id, requester.user, request.describe())
-        return queued_text(request.describe())
+        return wording.queued_text(request.describe())
 
-    # --- bookkeeping ------------------------------------------------------------------------
+    # --- bookkeeping --------------------------------------------------------------------------
 
     def count(self, what: str) -> None:
         """Bump the counter ``<platform>_<what>`` (shown on the daemon's /metrics)."""

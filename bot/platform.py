@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal, Protocol
 
 from core.errors import RemoteError
@@ -140,117 +140,6 @@ class ChatPlatform(Protocol):
         up on it rather than risk a duplicate.
         """
         ...
-
-
-class Markup(Protocol):
-    """A platform's inline markup, so the wording below is written once."""
-
-    def text(self, value: str) -> str:
-        """Escape plain text for the platform."""
-        ...
-
-    def bold(self, value: str) -> str: ...
-
-    def link(self, url: str, label: str) -> str: ...
-
-
-# --- wording --------------------------------------------------------------------------------
-
-
-def age_phrase(then: datetime | None, now: datetime) -> str:
-    if then is None:
-        return ""
-    if then.tzinfo is None:
-        then = then.replace(tzinfo=UTC)
-    minutes = int((now - then).total_seconds() // 60)
-    if minutes < 1:
-        return "just now"
-    if minutes < 120:
-        return f"{minutes} minute{'s' if minutes != 1 else ''} ago"
-    hours = minutes // 60
-    if hours < 48:
-        return f"{hours} hours ago"
-    return f"{hours // 24} days ago"
-
-
-def cache_note(checked_at: datetime | None, now: datetime) -> str:
-    """The line under an answer served from the cache."""
-    age = age_phrase(checked_at, now)
-    return f"Answered from cache · sources checked {age}" if age else "From cache"
-
-
-def describe_version(version: str | None) -> str:
-    """Confluence versions are numbers; Jira's are ``fields.updated`` timestamps."""
-    if not version:
-        return "?"
-    if version.isdigit():
-        return version
-    try:
-        moment = datetime.fromisoformat(version.replace("Z", "+00:00"))
-    except ValueError:
-        return version[:40]
-    return moment.strftime("%Y-%m-%d %H:%M %Z").strip()
-
-
-def notice_text(notice: SourceNotice, m: Markup) -> str:
-    link = m.link(notice.url, notice.title) if notice.url else m.bold(notice.title)
-    if notice.change == "deleted":
-        return (
-            f":wastebasket: {m.bold('Source deleted:')} {link} no longer exists. "
-            "The answer above relied on it and may be out of date."
-        )
-    versions = ""
-    if notice.old_version or notice.new_version:
-        versions = (
-            f" (version {m.text(describe_version(notice.old_version))} → "
-            f"{m.text(describe_version(notice.new_version))})"
-        )
-    return (
-        f":arrows_counterclockwise: {m.bold('Source updated:')} {link} changed{versions}. "
-        "The answer above may be out of date; press Refresh for a fresh one."
-    )
-
-
-def ops_text(message: OpsMessage, m: Markup) -> str:
-    run = f" (run {message.run_id})" if message.run_id is not None else ""
-    if isinstance(message, OpsAlert):
-        verb = "is still failing" if message.ongoing else "failed"
-        return (
-            f":rotating_light: {m.bold(f'Sync of {message.source} {verb}')}{m.text(run)}: "
-            f"{m.text(_clip(message.error, 600))}"
-        )
-    since = ""
-    if message.failing_since is not None:
-        since = f" It had been failing since {message.failing_since:%Y-%m-%d %H:%M UTC}."
-    return (
-        f":white_check_mark: {m.bold(f'Sync of {message.source} has recovered')}{m.text(run)}."
-        f"{m.text(since)} The last error was: {m.text(_clip(message.last_error, 300))}"
-    )
-
-
-def sync_result_text(result: SyncResult, m: Markup) -> str:
-    if not result.reports:
-        return "Your sync finished, but no source was synced (nothing configured matched)."
-    total = sum(r.seconds for r in result.reports)
-    failed = any(r.status not in ("ok",) for r in result.reports)
-    head = "Your sync finished with problems" if failed else "Your sync finished"
-    lines = [f"{m.bold(head)} in {total:.1f} s:"]
-    for r in result.reports:
-        lines.append(
-            f"• {m.bold(r.source.capitalize())}: {m.text(r.status)} — {r.synced} synced, "
-            f"{r.unchanged} unchanged, {r.deleted} deleted, {r.skipped} skipped, "
-            f"{r.failed} failed ({r.seconds:.1f} s)"
-        )
-        for error in r.errors[:5]:
-            lines.append(f"    ◦ {m.text(_clip(error, 300))}")
-        if len(r.errors) > 5:
-            lines.append(f"    ◦ …and {len(r.errors) - 5} more (see the daemon's log)")
-    return "\n".join(lines)
-
-
-def _clip(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # --- button values --------------------------------------------------------------------------

@@ -22,18 +22,18 @@ from slack_sdk import WebClient
 from bot import bot_state
 from bot._throttle import Throttle
 from bot.bot_state import Vote
-from bot.conversation import STALE_BUTTON, Conversation, Question
+from bot.conversation import Conversation, Question
 from bot.host import Mount
 from bot.platform import ACTION_HELPFUL, ACTION_NOT_HELPFUL, ACTION_REFRESH, ActionValue, Requester
 from bot.slack.blocks import slack_to_plain
 from bot.slack.thread import (
     HUMAN_SUBTYPES,
+    Click,
     Me,
     SlackAnswerMessage,
     SlackThread,
-    ephemeral,
-    message_location,
 )
+from bot.wording import STALE_BUTTON
 from core.identities import Secret
 from store.db import Database
 
@@ -214,30 +214,28 @@ class SlackHandlers:
         self, ack: Ack, body: dict[str, Any], action: dict[str, Any], context: BoltContext
     ) -> None:
         ack()
-        client = context.client
-        where = message_location(body)
-        if client is None or where is None:
+        click = Click.read(body, context.client)
+        if click is None:
             return
-        channel, message_ts, thread = where
-        user = str((body.get("user") or {}).get("id") or "")
         blocks = (body.get("message") or {}).get("blocks")
         message = SlackAnswerMessage(
-            client, channel, message_ts, blocks if isinstance(blocks, list) else None, user
+            click.client,
+            click.channel,
+            click.message_ts,
+            blocks if isinstance(blocks, list) else None,
+            click.user,
         )
         value = ActionValue.decode(action.get("value"))
-        if not self._conversation.refresh(value, channel, thread, message):
-            ephemeral(client, channel, user, thread, STALE_BUTTON)
+        if not self._conversation.refresh(value, click.channel, click.thread, message):
+            click.reply(STALE_BUTTON)
 
     def on_vote(
         self, ack: Ack, body: dict[str, Any], action: dict[str, Any], context: BoltContext
     ) -> None:
         ack()
-        client = context.client
-        where = message_location(body)
-        user = str((body.get("user") or {}).get("id") or "")
-        if client is None or where is None or not user:
+        click = Click.read(body, context.client)
+        if click is None or not click.user:
             return
-        channel, _, thread = where
         vote: Vote = "helpful" if action.get("action_id") == ACTION_HELPFUL else "not_helpful"
-        reply = self._conversation.vote(ActionValue.decode(action.get("value")), user, vote)
-        ephemeral(client, channel, user, thread, reply)
+        value = ActionValue.decode(action.get("value"))
+        click.reply(self._conversation.vote(value, click.user, vote))

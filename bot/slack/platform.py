@@ -26,10 +26,9 @@ from bot.platform import (
     Outgoing,
     SourceNotice,
     SyncResult,
-    ops_text,
-    sync_result_text,
 )
 from bot.slack.blocks import SlackMarkup, render_notice
+from bot.wording import ops_text, sync_result_text
 from core.identities import Secret
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,6 @@ from typing import Any
 from slack_sdk import WebClient
 
 from bot.answers import Answer, Turn
-from bot.conversation import refreshing_note
 from bot.slack.blocks import (
     Block,
     render_answer,
@@ -26,6 +25,7 @@ from bot.slack.blocks import (
     slack_to_plain,
 )
 from bot.slack.platform import MARKER_EVENT
+from bot.wording import refreshing_note
 
 log = logging.getLogger(__name__)
 
@@ -151,13 +151,6 @@ def react(client: WebClient, *, add: bool, channel: str, ts: str) -> bool:
         return False
 
 
-def ephemeral(client: WebClient, channel: str, user: str, thread: str | None, text: str) -> None:
-    try:
-        client.chat_postEphemeral(channel=channel, user=user, text=text, thread_ts=thread)
-    except Exception as exc:
-        log.info("ephemeral reply in %s failed: %s", channel, exc)
-
-
 def thread_turn(message: dict[str, Any], *, before_ts: str, me: Me) -> Turn | None:
     """A thread message as conversation context, or None for what is not conversation:
     later messages, notices, other bots, edits."""
@@ -179,13 +172,33 @@ def thread_turn(message: dict[str, Any], *, before_ts: str, me: Me) -> Turn | No
     return Turn(role="user", text=text)
 
 
-def message_location(body: dict[str, Any]) -> tuple[str, str, str] | None:
-    """(channel, message ts, thread ts) of the message whose button was clicked."""
-    container = body.get("container") or {}
-    message = body.get("message") or {}
-    channel = (body.get("channel") or {}).get("id") or container.get("channel_id")
-    ts = container.get("message_ts") or message.get("ts")
-    if not channel or not ts:
-        return None
-    thread = container.get("thread_ts") or message.get("thread_ts") or ts
-    return str(channel), str(ts), str(thread)
+@dataclass(frozen=True)
+class Click:
+    """A button click: who pressed it, on which message, in which thread."""
+
+    client: WebClient
+    channel: str
+    message_ts: str
+    thread: str
+    user: str
+
+    @classmethod
+    def read(cls, body: dict[str, Any], client: WebClient | None) -> Click | None:
+        container = body.get("container") or {}
+        message = body.get("message") or {}
+        channel = (body.get("channel") or {}).get("id") or container.get("channel_id")
+        ts = container.get("message_ts") or message.get("ts")
+        if client is None or not channel or not ts:
+            return None
+        thread = container.get("thread_ts") or message.get("thread_ts") or ts
+        user = str((body.get("user") or {}).get("id") or "")
+        return cls(client, str(channel), str(ts), str(thread), user)
+
+    def reply(self, text: str) -> None:
+        """Tell the person who clicked, in the thread, visible to them only."""
+        try:
+            self.client.chat_postEphemeral(
+                channel=self.channel, user=self.user, text=text, thread_ts=self.thread
+            )
+        except Exception as exc:
+            log.info("ephemeral reply in %s failed: %s", self.channel, exc)

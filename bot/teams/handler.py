@@ -21,7 +21,7 @@ import httpx
 
 from bot._throttle import Throttle
 from bot.bot_state import Vote
-from bot.conversation import REFRESHING, STALE_BUTTON, Conversation, Question
+from bot.conversation import Conversation, Question
 from bot.host import Mount, json_reply
 from bot.platform import ACTION_HELPFUL, ACTION_NOT_HELPFUL, ACTION_REFRESH
 from bot.teams import state
@@ -37,6 +37,7 @@ from bot.teams.auth import (
 from bot.teams.cards import action_value, invoke_message
 from bot.teams.platform import TIMEOUT, BotConnector
 from bot.teams.thread import TeamsAnswerMessage, TeamsThread
+from bot.wording import REFRESHING, STALE_BUTTON
 from core.identities import TeamsApp
 from store.db import Database
 

@@ -18,19 +18,12 @@ from urllib.parse import quote
 
 import httpx
 
-from bot.platform import (
-    DeliveryFailed,
-    OpsMessage,
-    Outgoing,
-    SourceNotice,
-    SyncResult,
-    ops_text,
-    sync_result_text,
-)
+from bot.platform import DeliveryFailed, OpsMessage, Outgoing, SourceNotice, SyncResult
 from bot.teams import state as teams_state
 from bot.teams.auth import ClientCredentials, TokenUnavailable, retry_after_seconds
 from bot.teams.cards import Activity, TeamsMarkup, notice_activity, text_activity
 from bot.teams.state import ConversationRef
+from bot.wording import ops_text, sync_result_text
 from core.identities import TeamsApp
 from store.db import Database
 
