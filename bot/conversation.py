@@ -99,9 +99,31 @@ class AnswerMessage(Protocol):
         ...
 
 
+class Inbound(Protocol):
+    """What an adapter may call: the inbound half of the seam, implemented by
+    :class:`Conversation` (one per platform)."""
+
+    def is_bot_thread(self, channel: str, thread: str) -> bool: ...
+
+    def ask(self, question: Question, thread: ChatThread) -> None: ...
+
+    def refresh(
+        self, value: ActionValue | None, channel: str, thread: str, message: AnswerMessage
+    ) -> bool: ...
+
+    def vote(self, value: ActionValue | None, user: str, vote: Vote) -> str: ...
+
+    def request_sync(self, requester: Requester, text: str) -> str: ...
+
+    def count(self, what: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class Conversation:
-    """Asking, follow-ups, refresh, votes and ``/kb-sync`` for one platform (``platform``
-    names it in the database: threads, votes, counters ``<platform>_*``)."""
+    """Implements :class:`Inbound`: asking, follow-ups, refresh, votes and ``/kb-sync`` for
+    one platform (``platform`` names it in the database: threads, votes, ``<platform>_*``
+    counters)."""
 
     def __init__(
         self,

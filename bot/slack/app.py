@@ -1,5 +1,5 @@
 """Slack's inbound side: the Bolt app, translating events, ``/kb-sync`` and button clicks into
-calls on :class:`bot.conversation.Conversation` (docs/ARCHITECTURE.md, "Slack behaviour").
+calls on :class:`bot.conversation.Inbound` (docs/ARCHITECTURE.md, "Slack behaviour").
 
 Bolt acknowledges events before its listeners run; listeners only translate and hand over,
 and the slow part (the answer flow, Slack posts) runs on the conversation's pool, so a burst
@@ -22,7 +22,7 @@ from slack_sdk import WebClient
 from bot import bot_state
 from bot._throttle import Throttle
 from bot.bot_state import Vote
-from bot.conversation import Conversation, Question
+from bot.conversation import Inbound, Question
 from bot.host import Mount
 from bot.platform import ACTION_HELPFUL, ACTION_NOT_HELPFUL, ACTION_REFRESH, ActionValue, Requester
 from bot.slack.blocks import slack_to_plain
@@ -49,7 +49,7 @@ class SlackApp(App):
     them cleanly."""
 
     def __init__(
-        self, *, conversation: Conversation, ack_pool: ThreadPoolExecutor, **kwargs: Any
+        self, *, conversation: Inbound, ack_pool: ThreadPoolExecutor, **kwargs: Any
     ) -> None:
         super().__init__(listener_executor=ack_pool, **kwargs)
         self._conversation = conversation
@@ -61,7 +61,7 @@ class SlackApp(App):
 
 
 def build_slack_app(
-    conversation: Conversation,
+    conversation: Inbound,
     db: Database,
     *,
     signing_secret: Secret,
@@ -130,7 +130,7 @@ def _bolt_logger() -> logging.Logger:
 class SlackHandlers:
     """Bolt listeners: read the payload, make the conversation call, ack."""
 
-    def __init__(self, conversation: Conversation, db: Database) -> None:
+    def __init__(self, conversation: Inbound, db: Database) -> None:
         self._conversation = conversation
         self._db = db
         self._maybe_prune = Throttle(3600, self._prune)

@@ -1,5 +1,5 @@
 """Teams' inbound side: ``POST /api/messages`` translated into calls on
-:class:`bot.conversation.Conversation` (docs/ARCHITECTURE.md, "Teams").
+:class:`bot.conversation.Inbound` (docs/ARCHITECTURE.md, "Teams").
 
 Bot Framework REST with httpx and PyJWT, synchronous with threads like the rest of ``kb bot``
 (see the README for why not the async Teams SDK). A request is authenticated first (see
@@ -21,7 +21,7 @@ import httpx
 
 from bot._throttle import Throttle
 from bot.bot_state import Vote
-from bot.conversation import Conversation, Question
+from bot.conversation import Inbound, Question
 from bot.host import Mount, json_reply
 from bot.platform import ACTION_HELPFUL, ACTION_NOT_HELPFUL, ACTION_REFRESH
 from bot.teams import state
@@ -59,7 +59,7 @@ class TeamsHandler:
     def __init__(
         self,
         app: TeamsApp,
-        conversation: Conversation,
+        conversation: Inbound,
         db: Database,
         *,
         auth: BotFrameworkAuth,
@@ -202,7 +202,7 @@ class TeamsHandler:
 
 def build_teams_handler(
     app: TeamsApp,
-    conversation: Conversation,
+    conversation: Inbound,
     db: Database,
     *,
     min_key_refresh: float = MIN_REFRESH_SECONDS,

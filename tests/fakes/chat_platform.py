@@ -1,7 +1,7 @@
 """A third chat platform, built only to prove the chat seam: a small signed JSON webhook.
 
 It is written the way a new adapter (Mattermost, Google Chat, a web widget) would be: the
-inbound half translates a payload into one :class:`bot.conversation.Conversation` call, the
+inbound half translates a payload into one :class:`bot.conversation.Inbound` call, the
 outbound half renders what the conversation says into the platform's messages (here, plain
 dicts kept in a :class:`Transcript`), and :func:`fake_chat_mount` puts it on the chat host.
 Nothing of asking, follow-ups, refresh, votes or ``/kb-sync`` is implemented here.
@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.answers import Answer, Turn
 from bot.bot_state import Vote
-from bot.conversation import Conversation, Question
+from bot.conversation import Inbound, Question
 from bot.host import Mount, json_reply
 from bot.platform import ACTION_HELPFUL, ACTION_NOT_HELPFUL, ACTION_REFRESH, ActionValue, Requester
 from bot.wording import answer_buttons, answer_notes
@@ -161,7 +161,7 @@ class FakeAnswerMessage:
 class FakeChatAdapter:
     """The WSGI app for ``POST /fake-chat/events``: check the signature, then translate."""
 
-    def __init__(self, conversation: Conversation, transcript: Transcript) -> None:
+    def __init__(self, conversation: Inbound, transcript: Transcript) -> None:
         self.conversation = conversation
         self.transcript = transcript
         self.working_seen: list[str] = []
