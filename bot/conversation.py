@@ -4,8 +4,9 @@ This is the inbound side of the chat-platform seam (docs/ARCHITECTURE.md, "Chat 
 An adapter package (``bot/slack/``, ``bot/teams/``) turns a platform's payload into one call
 here and hands over the objects to speak through: a :class:`ChatThread` for a question, an
 :class:`AnswerMessage` for a Refresh. Everything between (the scope, the thread's history, the
-answer flow, which thread counts as the bot's, votes, ``/kb-sync`` requests, counters and every
-sentence a person reads) is decided once, here. Adapters render; they never word or decide.
+answer flow, which thread counts as the bot's, votes, ``/kb-sync`` requests, counters, and
+which sentence a person reads, worded in :mod:`bot.wording`) is decided once, here. Adapters
+render; they never word or decide.
 
 Answers run on this conversation's own pool: an adapter's listener only translates and
 returns, so the platform's acknowledgement deadline (Slack's 3 s, Teams' redelivery) never
