@@ -20,6 +20,7 @@ import numpy.typing as npt
 from bot.answerer import Answerer, ClaudeUnavailable, Draft
 from bot.answers import UNAVAILABLE_TEXT, Answer, AnswerMode, SourceRef, Turn
 from core.errors import AnswerError
+from store.answer_sources import synced_at
 from store.cache import AnswerCache, Citation, Generated, Hit, Place, SourceVersion, Unit
 from store.cache import normalise as normalise_question
 from store.db import Database
@@ -36,8 +37,6 @@ _CODE = re.compile(r"(```[\s\S]*?```|`[^`\n]*`)")
 # Answers worth keeping: a model's answer, or passages quoted without one. An answer that
 # found no sources, or could not be generated, is never cached.
 _CACHEABLE: frozenset[AnswerMode] = frozenset({"claude", "extractive"})
-
-SYNCED_AT = "SELECT artifact_id, synced_at FROM artifacts WHERE artifact_id = ANY(%s)"
 
 
 @dataclass(frozen=True)
@@ -168,10 +167,7 @@ class Flow:
 
     def _from_unit(self, question: str, standalone: str, unit: Unit, *, cached: bool) -> Answer:
         with self._db.connection() as conn:
-            synced = {
-                r["artifact_id"]: r["synced_at"]
-                for r in conn.execute(SYNCED_AT, ([c.artifact_id for c in unit.citations],))
-            }
+            synced = synced_at(conn, [c.artifact_id for c in unit.citations])
         sources = tuple(
             SourceRef(c.n, c.artifact_id, c.title, c.url, synced.get(c.artifact_id))
             for c in unit.citations

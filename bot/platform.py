@@ -1,21 +1,21 @@
-"""The chat-platform seam: what the outbox deliverer and the answer handlers need from Slack,
-Teams or any other chat front end.
+"""The delivery side of the chat-platform seam (docs/ARCHITECTURE.md, "Chat platforms").
 
-Platform-neutral here: the outgoing message types (parsed from outbox payloads), their wording
-(rendered through a :class:`Markup` so each platform supplies its own link and bold syntax),
-the button value codec, and the exception a platform raises when a delivery did not happen.
-A platform module (``bot/slack_platform.py``, later ``bot/teams.py``) only renders and sends.
+What the outbox deliverer needs from Slack, Teams or any other chat platform: the outgoing
+message types (parsed from outbox payloads), their wording (rendered through a :class:`Markup`
+so each platform supplies its own link and bold syntax), the button value codec, and the
+exception a platform raises when a delivery did not happen. Each adapter's ``platform.py``
+(``bot/slack/platform.py``, ``bot/teams/platform.py``) only renders and sends. The inbound
+side (questions, buttons, ``/kb-sync``) is :mod:`bot.conversation`.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal, Protocol
 
 from core.errors import RemoteError
-from kb.settings import Settings
 
 # Button action ids, shared by every platform so feedback and refresh land in one place.
 ACTION_HELPFUL = "kb_helpful"
@@ -142,117 +142,6 @@ class ChatPlatform(Protocol):
         ...
 
 
-class Markup(Protocol):
-    """A platform's inline markup, so the wording below is written once."""
-
-    def text(self, value: str) -> str:
-        """Escape plain text for the platform."""
-        ...
-
-    def bold(self, value: str) -> str: ...
-
-    def link(self, url: str, label: str) -> str: ...
-
-
-# --- wording --------------------------------------------------------------------------------
-
-
-def age_phrase(then: datetime | None, now: datetime) -> str:
-    if then is None:
-        return ""
-    if then.tzinfo is None:
-        then = then.replace(tzinfo=UTC)
-    minutes = int((now - then).total_seconds() // 60)
-    if minutes < 1:
-        return "just now"
-    if minutes < 120:
-        return f"{minutes} minute{'s' if minutes != 1 else ''} ago"
-    hours = minutes // 60
-    if hours < 48:
-        return f"{hours} hours ago"
-    return f"{hours // 24} days ago"
-
-
-def cache_note(checked_at: datetime | None, now: datetime) -> str:
-    """The line under an answer served from the cache."""
-    age = age_phrase(checked_at, now)
-    return f"Answered from cache · sources checked {age}" if age else "From cache"
-
-
-def describe_version(version: str | None) -> str:
-    """Confluence versions are numbers; Jira's are ``fields.updated`` timestamps."""
-    if not version:
-        return "?"
-    if version.isdigit():
-        return version
-    try:
-        moment = datetime.fromisoformat(version.replace("Z", "+00:00"))
-    except ValueError:
-        return version[:40]
-    return moment.strftime("%Y-%m-%d %H:%M %Z").strip()
-
-
-def notice_text(notice: SourceNotice, m: Markup) -> str:
-    link = m.link(notice.url, notice.title) if notice.url else m.bold(notice.title)
-    if notice.change == "deleted":
-        return (
-            f":wastebasket: {m.bold('Source deleted:')} {link} no longer exists. "
-            "The answer above relied on it and may be out of date."
-        )
-    versions = ""
-    if notice.old_version or notice.new_version:
-        versions = (
-            f" (version {m.text(describe_version(notice.old_version))} → "
-            f"{m.text(describe_version(notice.new_version))})"
-        )
-    return (
-        f":arrows_counterclockwise: {m.bold('Source updated:')} {link} changed{versions}. "
-        "The answer above may be out of date; press Refresh for a fresh one."
-    )
-
-
-def ops_text(message: OpsMessage, m: Markup) -> str:
-    run = f" (run {message.run_id})" if message.run_id is not None else ""
-    if isinstance(message, OpsAlert):
-        verb = "is still failing" if message.ongoing else "failed"
-        return (
-            f":rotating_light: {m.bold(f'Sync of {message.source} {verb}')}{m.text(run)}: "
-            f"{m.text(_clip(message.error, 600))}"
-        )
-    since = ""
-    if message.failing_since is not None:
-        since = f" It had been failing since {message.failing_since:%Y-%m-%d %H:%M UTC}."
-    return (
-        f":white_check_mark: {m.bold(f'Sync of {message.source} has recovered')}{m.text(run)}."
-        f"{m.text(since)} The last error was: {m.text(_clip(message.last_error, 300))}"
-    )
-
-
-def sync_result_text(result: SyncResult, m: Markup) -> str:
-    if not result.reports:
-        return "Your sync finished, but no source was synced (nothing configured matched)."
-    total = sum(r.seconds for r in result.reports)
-    failed = any(r.status not in ("ok",) for r in result.reports)
-    head = "Your sync finished with problems" if failed else "Your sync finished"
-    lines = [f"{m.bold(head)} in {total:.1f} s:"]
-    for r in result.reports:
-        lines.append(
-            f"• {m.bold(r.source.capitalize())}: {m.text(r.status)} — {r.synced} synced, "
-            f"{r.unchanged} unchanged, {r.deleted} deleted, {r.skipped} skipped, "
-            f"{r.failed} failed ({r.seconds:.1f} s)"
-        )
-        for error in r.errors[:5]:
-            lines.append(f"    ◦ {m.text(_clip(error, 300))}")
-        if len(r.errors) > 5:
-            lines.append(f"    ◦ …and {len(r.errors) - 5} more (see the daemon's log)")
-    return "\n".join(lines)
-
-
-def _clip(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 # --- button values --------------------------------------------------------------------------
 
 
@@ -287,76 +176,3 @@ class ActionValue:
             return None
         unit = data.get("u")
         return cls(unit_id=unit if isinstance(unit, str) and unit else None, question=data["q"])
-
-
-# --- /kb-sync arguments ---------------------------------------------------------------------
-
-SYNC_SOURCES = ("all", "confluence", "jira")
-SYNC_USAGE = "Usage: /kb-sync [all|confluence|jira] [SPACE or PROJECT …]"
-
-
-class SyncArgsError(ValueError):
-    """The arguments of a sync request are not usable; the message says what to type."""
-
-
-@dataclass(frozen=True)
-class SyncRequest:
-    source: Literal["all", "confluence", "jira"]
-    keys: tuple[str, ...]
-
-    def describe(self) -> str:
-        if not self.keys:
-            return {"all": "all sources", "confluence": "Confluence", "jira": "Jira"}[self.source]
-        keys = ", ".join(self.keys)
-        return keys if self.source == "all" else f"{self.source.capitalize()} {keys}"
-
-
-def parse_sync_request(text: str, settings: Settings) -> SyncRequest:
-    """Check ``[all|confluence|jira] [KEY ...]`` against what this deployment syncs."""
-    words = text.replace(",", " ").split()
-    source: Literal["all", "confluence", "jira"] = "all"
-    if words and words[0].lower() in SYNC_SOURCES:
-        first = words.pop(0).lower()
-        source = "confluence" if first == "confluence" else "jira" if first == "jira" else "all"
-    elif words and words[0].lower() in ("help", "-h", "--help"):
-        raise SyncArgsError(SYNC_USAGE)
-    confluence_on = settings.confluence is not None
-    jira_on = settings.jira is not None
-    if source == "confluence" and not confluence_on:
-        raise SyncArgsError("Confluence isn't configured here (CONFLUENCE_BASE_URL is not set).")
-    if source == "jira" and not jira_on:
-        raise SyncArgsError("Jira isn't configured here (JIRA_BASE_URL is not set).")
-    if not confluence_on and not jira_on:
-        raise SyncArgsError(
-            "Neither Confluence nor Jira is configured here, so there is nothing to sync."
-        )
-    keys = tuple(dict.fromkeys(w.upper() for w in words))
-    spaces = set(settings.confluence_spaces) if confluence_on else set()
-    projects = set(settings.jira_projects) if jira_on else set()
-    for key in keys:
-        in_confluence = key in spaces and source in ("all", "confluence")
-        in_jira = key in projects and source in ("all", "jira")
-        if in_confluence or in_jira:
-            continue
-        if settings.jira_jql and jira_on and source in ("all", "jira") and key not in spaces:
-            raise SyncArgsError(
-                f"Jira is synced by a JQL query (JIRA_JQL) here, so it can't be narrowed to "
-                f"{key}; run /kb-sync jira without keys to sync everything the query selects."
-            )
-        raise SyncArgsError(f"{key} isn't {_known_keys(source, spaces, projects)}. {SYNC_USAGE}")
-    if source == "all" and keys:
-        # Keys of one source only: ask for that source, so the daemon does not try ENG in Jira.
-        if all(k in spaces for k in keys) and not any(k in projects for k in keys):
-            source = "confluence"
-        elif all(k in projects for k in keys) and not any(k in spaces for k in keys):
-            source = "jira"
-    return SyncRequest(source=source, keys=keys)
-
-
-def _known_keys(source: str, spaces: set[str], projects: set[str]) -> str:
-    parts = []
-    if source in ("all", "confluence") and spaces:
-        parts.append(f"a configured Confluence space ({', '.join(sorted(spaces))})")
-    if source in ("all", "jira") and projects:
-        parts.append(f"a configured Jira project ({', '.join(sorted(projects))})")
-    return " or ".join(parts) or f"something {source} can be narrowed to here"

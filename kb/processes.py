@@ -24,17 +24,13 @@ log = logging.getLogger(__name__)
 
 
 def run_bot(settings: Settings) -> int:
-    from bot.slack_app import build_slack_app
-    from bot.slack_server import serve_slack
-    from bot.teams import build_teams_handler
+    from bot.host import serve
+    from kb.chat_wiring import build_chat
 
     settings.require_chat()
     with open_runtime(settings) as runtime:
-        db = runtime.db
-        flow = wiring.build_flow(settings, db, runtime.embedder, runtime.cache)
-        slack = build_slack_app(settings, flow, db) if settings.slack_bot_token else None
-        teams = build_teams_handler(settings, flow, db) if settings.teams else None
-        serve_slack(settings, slack, db, teams=teams)
+        flow = wiring.build_flow(settings, runtime.db, runtime.embedder, runtime.cache)
+        serve(build_chat(settings, flow, runtime.db), runtime.db, port=settings.port)
     return 0
 
 
@@ -64,19 +60,12 @@ def run_daemon(settings: Settings) -> int:
 
 def _serve_daemon(runtime: Runtime) -> int:
     from bot.outbox import OutboxDeliverer
-    from bot.platform import ChatPlatform
-    from bot.slack_platform import SlackPlatform, build_delivery_client
-    from bot.teams_platform import build_teams_platform
+    from kb.chat_wiring import build_delivery_platforms, close_platforms
 
     settings, db, cache = runtime.settings, runtime.db, runtime.cache
     invalidator, connectors = runtime.invalidator, runtime.connectors
     engine = runtime.engine()
-    platforms: dict[str, ChatPlatform] = {}
-    if settings.slack_bot_token is not None:
-        platforms["slack"] = SlackPlatform(build_delivery_client(settings))
-    teams_platform = build_teams_platform(settings, db) if settings.teams else None
-    if teams_platform is not None:
-        platforms["teams"] = teams_platform
+    platforms = build_delivery_platforms(settings, db)
     deliverer = None
     if platforms:
         deliverer = OutboxDeliverer(
@@ -125,8 +114,7 @@ def _serve_daemon(runtime: Runtime) -> int:
         daemon.run()
     finally:
         server.close()
-        if teams_platform is not None:
-            teams_platform.close()
+        close_platforms(platforms)
     return 0
 
 

@@ -406,4 +406,6 @@ CONFLUENCE = SourceSpec(
     enabled_by="CONFLUENCE_BASE_URL",
     connect=connect_confluence,
     parse_webhook=parse_confluence_webhook,
+    label="Confluence",
+    keys_setting="CONFLUENCE_SPACES",
 )

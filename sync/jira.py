@@ -262,4 +262,7 @@ JIRA = SourceSpec(
     connect=connect_jira,
     parse_webhook=_parse_webhook,
     event_field="webhookEvent",
+    label="Jira",
+    keys_setting="JIRA_PROJECTS",
+    query_setting="JIRA_JQL",
 )

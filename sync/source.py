@@ -99,6 +99,9 @@ class SourceSpec:
     connect: ConnectorFactory
     parse_webhook: WebhookParser
     event_field: str = "event"  # where a body names its event when the route does not
+    label: str = ""  # how people name it ("Confluence"); defaults to the name, capitalised
+    keys_setting: str | None = None  # the comma-separated scope keys it syncs (spaces, projects)
+    query_setting: str | None = None  # a query that selects instead of keys (JIRA_JQL)
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name) or self.name == "all":
@@ -112,6 +115,21 @@ class SourceSpec:
 
     def configured(self, values: Mapping[str, str]) -> bool:
         return self.enabled_by in values
+
+    @property
+    def display_name(self) -> str:
+        return self.label or self.name.capitalize()
+
+    def selected_keys(self, values: Mapping[str, str]) -> tuple[str, ...]:
+        """The scope keys the operator configured for it, upper-cased, in order."""
+        raw = values.get(self.keys_setting, "") if self.keys_setting else ""
+        return tuple(k.strip().upper() for k in raw.split(",") if k.strip())
+
+    def selecting_query(self, values: Mapping[str, str]) -> str | None:
+        """The setting whose query selects what it syncs, when one is set."""
+        if self.query_setting and values.get(self.query_setting, "").strip():
+            return self.query_setting
+        return None
 
     def scope_example(self) -> str:
         return f"{self.name}:{self.scope_noun}"

@@ -1,4 +1,4 @@
-"""Fixtures shared by the Slack and Teams front-end tests."""
+"""Fixtures shared by the chat platform tests (Slack, Teams and the seam's test platform)."""
 
 from __future__ import annotations
 

@@ -120,6 +120,20 @@ def test_an_edited_source_makes_the_next_answer_fresh_and_notifies_the_thread(ri
     assert (notice["old_version"], notice["new_version"]) == ("1", "2")
 
 
+def test_a_cached_answer_says_when_its_sources_were_last_synced(rig: Rig) -> None:
+    rig.api.script(text("Use the NWP-AOVPN profile [1]."))
+    rig.flow.answer("How do I connect to the VPN on Windows?", scope=ENG)
+    again = rig.flow.answer("How do I connect to the VPN on Windows?", scope=ENG)
+    with rig.db.connection() as conn:
+        row = conn.execute(
+            "SELECT synced_at FROM artifacts WHERE artifact_id = %s",
+            (again.sources[0].artifact_id,),
+        ).fetchone()
+    assert again.cached and row is not None
+    assert again.sources[0].synced_at == row["synced_at"]
+    assert again.sources_checked_at == row["synced_at"]
+
+
 def test_an_edit_to_a_source_the_answer_did_not_cite_keeps_it_cached(rig: Rig) -> None:
     rig.api.script(text("Use the NWP-AOVPN profile [1]."))
     rig.flow.answer("How do I connect to the VPN on Windows?", scope=ENG)

@@ -25,7 +25,7 @@ from bot.answerer import ClaudeAnswerer, make_client
 from bot.condense import condense_without_model
 from bot.flow import Flow
 from bot.outbox import OutboxDeliverer
-from bot.slack_platform import SlackPlatform
+from bot.slack.platform import SlackPlatform
 from core.http import RetryPolicy
 from core.identities import Secret
 from store.cache import DiskAnswerCache, StoreHashes

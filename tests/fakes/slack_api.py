@@ -23,12 +23,11 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import httpx
-from slack_sdk import WebClient
 
 from bot.answers import AnswerFlow
-from bot.slack_app import build_slack_app
-from bot.slack_server import RunningServer, start_http_server
+from bot.host import RunningServer, start_http_server
 from fakes.http import FakeServer, Request, Response
+from kb.chat_wiring import build_slack
 from kb.settings import Settings, load_settings
 from store.db import Database
 
@@ -387,18 +386,15 @@ class RunningBot:
 def running_bot(
     db: Database, flow: AnswerFlow, *, bot_user: str = BOT_USER, **env: str | None
 ) -> Iterator[RunningBot]:
-    """A fake Slack, the real Bolt app built by ``build_slack_app``, served over HTTP."""
+    """A fake Slack, the real Bolt app as ``kb bot`` builds and mounts it, served over HTTP."""
     with FakeSlack(bot_user=bot_user) as slack:
         settings = bot_settings(slack, **env)
-        client = WebClient(token="xoxb-test-token", base_url=slack.url + "/")
-        app = build_slack_app(settings, flow, db, client=client)
-        server = start_http_server(app, db)
+        mount = build_slack(settings, flow, db)
+        server = start_http_server([mount], db)
         try:
             # Plain HTTP on loopback: skip loading the CA bundle (a tenth of a second per bot).
             with httpx.Client(base_url=server.url, timeout=10, verify=False) as http:
                 yield RunningBot(slack, settings, server, http)
         finally:
             server.close()
-            close = getattr(app, "close", None)
-            if callable(close):
-                close()
+            mount.close()

@@ -31,11 +31,13 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from bot.answers import AnswerFlow
-from bot.slack_server import RunningServer, start_http_server
-from bot.teams import TeamsHandler, build_teams_handler
-from bot.teams_auth import BOT_FRAMEWORK_ISSUER
+from bot.conversation import Conversation
+from bot.host import RunningServer, start_http_server
+from bot.teams.auth import BOT_FRAMEWORK_ISSUER
+from bot.teams.handler import TeamsHandler, build_teams_handler, teams_mount
 from fakes.http import FakeServer, Request, Response
 from fakes.slack_api import BASE_ENV, reset_bot_tables
+from kb.chat_wiring import chat_policy
 from kb.settings import Settings, load_settings
 from store.db import Database
 
@@ -373,6 +375,12 @@ def teams_settings(login: FakeLogin, **overrides: str | None) -> Settings:
     return load_settings(env)
 
 
+def teams_handler(settings: Settings, flow: AnswerFlow, db: Database) -> TeamsHandler:
+    """The handler as ``kb bot`` builds it, but refetching signing keys without a pause."""
+    conversation = Conversation("teams", flow, db, chat_policy(settings, frozenset()))
+    return build_teams_handler(settings.require_teams(), conversation, db, min_key_refresh=0.0)
+
+
 @dataclass
 class RunningTeamsBot:
     login: FakeLogin
@@ -397,12 +405,12 @@ class RunningTeamsBot:
 def running_teams_bot(
     db: Database, flow: AnswerFlow, **env: str | None
 ) -> Iterator[RunningTeamsBot]:
-    """Fake login and connector, the real handler from ``build_teams_handler``, served on
-    the same waitress server as Slack (no Slack app mounted here)."""
+    """Fake login and connector, the real handler from ``build_teams_handler``, mounted on
+    the chat host alone."""
     with FakeLogin() as login, FakeConnector(login) as connector:
         settings = teams_settings(login, **env)
-        handler = build_teams_handler(settings, flow, db, min_key_refresh=0.0)
-        server = start_http_server(None, db, teams=handler)
+        handler = teams_handler(settings, flow, db)
+        server = start_http_server([teams_mount(handler)], db)
         try:
             with httpx.Client(base_url=server.url, timeout=10, verify=False) as http:
                 yield RunningTeamsBot(login, connector, settings, handler, server, http, db)

@@ -1,9 +1,9 @@
-"""Teams' side of the chat-platform seam: the Bot Connector REST client, and proactive
+"""Teams' delivery side of the chat-platform seam: the Bot Connector REST client, and proactive
 delivery of outbox messages (notices, ops alerts, sync results) into Teams conversations.
 
 A proactive message needs the conversation's service URL, which only an inbound activity
-tells us; :mod:`bot.teams` stores it (``teams_conversations``) for every conversation the bot
-answers in, and this module reads it back. Replies into a channel thread go to the
+tells us; :mod:`bot.teams.handler` stores it (``teams_conversations``) for every conversation
+the bot answers in, and this module reads it back. Replies into a channel thread go to the
 conversation id ``<channel>;messageid=<root>``.
 """
 
@@ -18,20 +18,13 @@ from urllib.parse import quote
 
 import httpx
 
-from bot import teams_state
-from bot.platform import (
-    DeliveryFailed,
-    OpsMessage,
-    Outgoing,
-    SourceNotice,
-    SyncResult,
-    ops_text,
-    sync_result_text,
-)
-from bot.teams_auth import ClientCredentials, TokenUnavailable, retry_after_seconds
-from bot.teams_cards import Activity, TeamsMarkup, notice_activity, text_activity
-from bot.teams_state import ConversationRef
-from kb.settings import Settings
+from bot.platform import DeliveryFailed, OpsMessage, Outgoing, SourceNotice, SyncResult
+from bot.teams import state as teams_state
+from bot.teams.auth import ClientCredentials, TokenUnavailable, retry_after_seconds
+from bot.teams.cards import Activity, TeamsMarkup, notice_activity, text_activity
+from bot.teams.state import ConversationRef
+from bot.wording import ops_text, sync_result_text
+from core.identities import TeamsApp
 from store.db import Database
 
 log = logging.getLogger(__name__)
@@ -195,9 +188,8 @@ def thread_conversation(ref: ConversationRef, thread: str | None) -> str:
     return ref.conversation_id
 
 
-def build_connector(settings: Settings) -> BotConnector:
+def build_connector(app: TeamsApp) -> BotConnector:
     """A connector client with its own HTTP client; ``close()`` it when done."""
-    app = settings.require_teams()
     http = httpx.Client(timeout=TIMEOUT, follow_redirects=False)
     credentials = ClientCredentials(app.client_token_url, app.app_id, app.password, http)
     return BotConnector(credentials, http)
@@ -269,6 +261,6 @@ class TeamsPlatform:
             ) from None
 
 
-def build_teams_platform(settings: Settings, db: Database) -> TeamsPlatform:
+def build_teams_platform(app: TeamsApp, db: Database) -> TeamsPlatform:
     """The outbox's Teams platform (``OutboxDeliverer(db, {"teams": ...}, ...)``)."""
-    return TeamsPlatform(db, build_connector(settings))
+    return TeamsPlatform(db, build_connector(app))

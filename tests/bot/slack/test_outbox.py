@@ -16,7 +16,7 @@ from slack_sdk import WebClient
 from bot import bot_state
 from bot.outbox import OutboxDeliverer, OutboxPolicy
 from bot.platform import ActionValue, SourceNotice
-from bot.slack_platform import SlackPlatform
+from bot.slack.platform import SlackPlatform
 from store import sync_state
 from store.db import Database
 

@@ -11,8 +11,8 @@ from fakes.flow import SOURCES
 from fakes.teams import BOT, CHANNEL, channel_message, personal_message
 
 from bot.answers import Answer
-from bot.teams_activity import mentions_of, parse_activity, question_text
-from bot.teams_cards import answer_activity, markdown_blocks
+from bot.teams.activity import mentions_of, parse_activity, question_text
+from bot.teams.cards import answer_activity, markdown_blocks
 from core.errors import SettingsError
 from kb.settings import TEAMS_OPENID_METADATA_URL, load_settings
 from store.scope import Scope

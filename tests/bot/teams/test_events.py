@@ -26,13 +26,11 @@ from fakes.teams import (
     running_teams_bot,
     teams_settings,
 )
-from slack_sdk import WebClient
 
 from bot import bot_state
+from bot.host import start_http_server
 from bot.platform import ActionValue
-from bot.slack_app import SlackApp, build_slack_app
-from bot.slack_server import start_http_server
-from bot.teams import build_teams_handler
+from kb.chat_wiring import build_chat
 from store.db import Database
 from store.scope import Scope
 
@@ -285,11 +283,9 @@ def test_slack_and_teams_on_one_server(db: Database, flow: FakeFlow) -> None:
     with FakeSlack() as slack, FakeLogin() as login, FakeConnector(login) as connector:
         env = {**BASE_ENV, "SLACK_API_URL": slack.url + "/"}
         settings = teams_settings(login, **env)
-        app = build_slack_app(
-            settings, flow, db, client=WebClient(token="xoxb-t", base_url=slack.url + "/")
-        )
-        teams = build_teams_handler(settings, flow, db)
-        server = start_http_server(app, db, teams=teams)
+        mounts = build_chat(settings, flow, db)
+        assert [m.name for m in mounts] == ["slack", "teams"]
+        server = start_http_server(mounts, db)
         try:
             with httpx.Client(base_url=server.url, timeout=10) as http:
                 body = json.dumps({"type": "url_verification", "challenge": "c1"}).encode()
@@ -305,6 +301,5 @@ def test_slack_and_teams_on_one_server(db: Database, flow: FakeFlow) -> None:
                 assert connector.wait_messages()
         finally:
             server.close()
-            teams.close()
-            if isinstance(app, SlackApp):
-                app.close()
+            for mount in mounts:
+                mount.close()

@@ -16,16 +16,10 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from bot import markdown as md
 from bot.answers import UNAVAILABLE_TEXT, Answer, SourceRef
-from bot.platform import (
-    ACTION_HELPFUL,
-    ACTION_NOT_HELPFUL,
-    ACTION_REFRESH,
-    ActionValue,
-    SourceNotice,
-    cache_note,
-    notice_text,
-)
+from bot.platform import ActionValue, SourceNotice
+from bot.wording import UNAVAILABLE_WARNING, answer_buttons, answer_notes, notice_text
 
 Element = dict[str, Any]
 Activity = dict[str, Any]
@@ -38,15 +32,12 @@ FALLBACK_TEXT_LIMIT = 3_500
 SOURCES_SHOWN = 15
 DATA_KEY = "kb"
 
-EXTRACTIVE_NOTE = (
-    "\N{INFORMATION SOURCE}\ufe0f Quoted from the sources without an AI summary "
-    "(Claude isn't configured here)."
-)
-NO_SOURCES_NOTE = "🔍 Nothing in the sources this channel can use matched the question."
 TRUNCATED_NOTE = "…the answer was too long for one Teams message and was cut here."
 
-# notice_text and ops_text are written with Slack's emoji shortcodes; Teams shows them raw.
+# bot.wording writes emoji as Slack's shortcodes; Teams would show them raw.
 _EMOJI = {
+    ":thumbsup:": "👍",
+    ":thumbsdown:": "👎",
     ":arrows_counterclockwise:": "🔄",
     ":wastebasket:": "🗑️",
     ":rotating_light:": "🚨",
@@ -55,12 +46,6 @@ _EMOJI = {
     ":information_source:": "\N{INFORMATION SOURCE}\ufe0f",
     ":mag:": "🔍",
 }
-_FENCE = re.compile(r"^\s*(`{3,}|~{3,})")
-_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$")
-_MD_LINK = re.compile(r"\[([^\]\n]+)\]\(((?:[^\s()]|\([^\s()]*\))+)(?:\s+\"[^\"\n]*\")?\)")
-_HTML_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
-_HTML_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9]*(?:\s[^<>]*)?/?>")
-_SAFE_URL = re.compile(r"^(https?://|mailto:)", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -74,7 +59,7 @@ def link(url: str, label: str) -> str:
     """``[label](url)`` with what would end the label or the URL early neutralised."""
     safe_label = " ".join(label.split()).replace("[", "(").replace("]", ")") or url
     safe_url = url.strip().replace(" ", "%20").replace("(", "%28").replace(")", "%29")
-    if not _SAFE_URL.match(safe_url):
+    if not md.SAFE_URL.match(safe_url):
         return safe_label
     return f"[{safe_label}]({safe_url})"
 
@@ -115,7 +100,7 @@ def markdown_blocks(markdown: str) -> list[Element]:
         code.clear()
 
     for line in _CONTROL.sub("", markdown).replace("\r\n", "\n").split("\n"):
-        if _FENCE.match(line):
+        if md.FENCE.match(line):
             if in_fence:
                 flush_code()
             else:
@@ -132,12 +117,12 @@ def markdown_blocks(markdown: str) -> list[Element]:
 
 
 def _convert_line(line: str) -> str:
-    heading = _HEADING.match(line)
+    heading = md.HEADING.match(line)
     if heading:
         return f"**{heading[1].replace('**', '')}**" if heading[1] else ""
-    line = _MD_LINK.sub(lambda m: link(m[2], m[1]), line)
-    line = _HTML_BREAK.sub(" ", line)
-    return _HTML_TAG.sub("", line)
+    line = md.LINK.sub(lambda m: link(m[2], m[1]), line)
+    line = md.HTML_BREAK.sub(" ", line)
+    return md.HTML_TAG.sub("", line)
 
 
 def _clip_blocks(blocks: list[Element], limit: int) -> list[Element]:
@@ -162,12 +147,8 @@ def _execute(verb: str, title: str, value: str) -> Element:
 
 def answer_actions(unit_id: str | None, question: str, *, votes: bool = True) -> list[Element]:
     value = ActionValue(unit_id, question).encode()
-    actions = []
-    if votes and unit_id:
-        actions.append(_execute(ACTION_HELPFUL, "👍 Helpful", value))
-        actions.append(_execute(ACTION_NOT_HELPFUL, "👎 Not helpful", value))
-    actions.append(_execute(ACTION_REFRESH, "🔄 Refresh", value))
-    return actions
+    buttons = answer_buttons(votes=votes and bool(unit_id))
+    return [_execute(verb, emojify(label), value) for verb, label in buttons]
 
 
 def _card(body: list[Element], actions: list[Element], fallback: str) -> Element:
@@ -221,22 +202,15 @@ def plain_text(answer: Answer) -> str:
 
 def answer_activity(answer: Answer, *, now: datetime | None = None) -> Activity:
     now = now or datetime.now(UTC)
-    head: list[Element] = []
-    notes: list[str] = []
-    if answer.mode == "unavailable":
-        head.append(_text_block(f"⚠️ {UNAVAILABLE_TEXT}", color="Warning"))
-    elif answer.mode == "extractive":
-        notes.append(EXTRACTIVE_NOTE)
-    elif answer.mode == "no_sources":
-        notes.append(NO_SOURCES_NOTE)
-    if answer.cached:
-        notes.append(cache_note(answer.sources_checked_at, now))
+    unavailable = answer.mode == "unavailable"
+    head = [_text_block(emojify(UNAVAILABLE_WARNING), color="Warning")] if unavailable else []
+    notes = [emojify(note) for note in answer_notes(answer, now)]
     body = head + _clip_blocks(markdown_blocks(answer.text), CARD_TEXT_LIMIT)
     if answer.sources:
         body += sources_blocks(answer.sources)
     body += [_text_block(note, size="Small", isSubtle=True) for note in notes]
     question = answer.standalone_question or answer.question
-    actions = answer_actions(answer.unit_id, question, votes=answer.mode != "unavailable")
+    actions = answer_actions(answer.unit_id, question, votes=not unavailable)
     fallback = plain_text(answer)
     return message(_card(body, actions, fallback), fallback)
 
@@ -249,9 +223,9 @@ def error_activity(text: str, question: str | None) -> Activity:
 
 def notice_activity(notice: SourceNotice) -> Activity:
     text = emojify(notice_text(notice, TeamsMarkup()))
-    value = ActionValue(notice.unit_id, notice.question).encode()
     fallback = text if not notice.url else f"{text}\n{notice.url}"
-    card = _card([_text_block(text)], [_execute(ACTION_REFRESH, "🔄 Refresh", value)], fallback)
+    refresh = answer_actions(notice.unit_id, notice.question, votes=False)
+    card = _card([_text_block(text)], refresh, fallback)
     return message(card, fallback)
 
 

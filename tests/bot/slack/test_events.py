@@ -19,11 +19,10 @@ from fakes.slack_api import (
     running_bot,
     signed_headers,
 )
-from slack_sdk import WebClient
 
 from bot import bot_state
-from bot.slack_app import SlackApp, build_slack_app
-from bot.slack_server import start_http_server
+from bot.host import start_http_server
+from kb.chat_wiring import build_slack
 from store.db import Database
 from store.scope import Scope
 
@@ -349,14 +348,13 @@ def test_socket_mode_needs_no_signing_secret_and_serves_only_healthz(
 ) -> None:
     with FakeSlack() as slack:
         settings = bot_settings(slack, SLACK_SIGNING_SECRET=None, SLACK_APP_TOKEN="xapp-1-test")
-        client = WebClient(token="xoxb-test-token", base_url=slack.url + "/")
-        app = build_slack_app(settings, flow, db, client=client)
-        assert isinstance(app, SlackApp)
-        server = start_http_server(None, db, mode="socket")
+        mount = build_slack(settings, flow, db)
+        assert mount.connect is not None and mount.path is None
+        server = start_http_server([mount], db, mode="socket")
         try:
             with httpx.Client(base_url=server.url) as http:
                 assert http.get("/healthz").json()["mode"] == "socket"
                 assert http.post("/slack/events", content=b"{}").status_code == 404
         finally:
             server.close()
-            app.close()
+            mount.close()

@@ -1,4 +1,4 @@
-"""Markdown -> mrkdwn, Block Kit limits, button values and /kb-sync argument checks."""
+"""Markdown -> mrkdwn, Block Kit limits, button values."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from fakes.flow import SOURCES
 
 from bot.answers import Answer, SourceRef
-from bot.platform import ActionValue, SyncArgsError, parse_sync_request
-from bot.slack_blocks import (
+from bot.platform import ActionValue
+from bot.slack.blocks import (
     MESSAGE_BLOCK_LIMIT,
     SECTION_LIMIT,
     render_answer,
@@ -18,7 +18,6 @@ from bot.slack_blocks import (
     split_sections,
     to_mrkdwn,
 )
-from kb.settings import load_settings
 
 
 @pytest.mark.parametrize(
@@ -121,37 +120,3 @@ def test_slack_text_to_plain_question() -> None:
     assert slack_to_plain(text, bot_user_id="UBOT") == (
         "why is #ops on the page (https://x.example) & @someone?"
     )
-
-
-SETTINGS = load_settings(
-    {
-        "CONFLUENCE_BASE_URL": "https://wiki.example",
-        "CONFLUENCE_API_TOKEN": "t",
-        "CONFLUENCE_SPACES": "ENG,OPS",
-        "JIRA_BASE_URL": "https://jira.example",
-        "JIRA_API_TOKEN": "t",
-        "JIRA_PROJECTS": "OPS,SUP",
-    }
-)
-
-
-@pytest.mark.parametrize(
-    ("text", "source", "keys"),
-    [
-        ("", "all", ()),
-        ("CONFLUENCE", "confluence", ()),
-        ("eng", "confluence", ("ENG",)),
-        ("sup", "jira", ("SUP",)),
-        ("ops", "all", ("OPS",)),  # both a space and a project
-        ("jira ops, sup", "jira", ("OPS", "SUP")),
-    ],
-)
-def test_sync_request_parsing(text: str, source: str, keys: tuple[str, ...]) -> None:
-    request = parse_sync_request(text, SETTINGS)
-    assert (request.source, request.keys) == (source, keys)
-
-
-@pytest.mark.parametrize("text", ["jira ENG", "confluence SUP", "FOO", "help"])
-def test_sync_request_refusals(text: str) -> None:
-    with pytest.raises(SyncArgsError):
-        parse_sync_request(text, SETTINGS)

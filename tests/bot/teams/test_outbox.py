@@ -23,7 +23,7 @@ from fakes.teams import (
 
 from bot.outbox import OutboxDeliverer, OutboxPolicy
 from bot.platform import ActionValue
-from bot.teams_platform import TeamsPlatform, build_teams_platform
+from bot.teams.platform import TeamsPlatform, build_teams_platform
 from store import sync_state
 from store.db import Database
 
@@ -44,7 +44,7 @@ def bot(db: Database, flow: FakeFlow) -> Iterator[RunningTeamsBot]:
 @pytest.fixture
 def platform(bot: RunningTeamsBot, db: Database) -> Iterator[TeamsPlatform]:
     # What the daemon builds: its own connector client, reading stored conversations.
-    teams = build_teams_platform(bot.settings, db)
+    teams = build_teams_platform(bot.settings.require_teams(), db)
     try:
         yield teams
     finally:

@@ -1,4 +1,4 @@
-"""Slack's side of the chat-platform seam: sending outbox messages through the Web API.
+"""Slack's delivery side of the chat-platform seam: sending outbox messages through the Web API.
 
 Every message the outbox posts carries Slack message metadata ``kb_outbox`` with its outbox
 id, so after a crash or a timeout the deliverer can ask Slack whether it arrived
@@ -18,7 +18,6 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook import WebhookClient
 
-from bot.answers import Turn
 from bot.platform import (
     DeliveryFailed,
     OpsAlert,
@@ -27,11 +26,10 @@ from bot.platform import (
     Outgoing,
     SourceNotice,
     SyncResult,
-    ops_text,
-    sync_result_text,
 )
-from bot.slack_blocks import Block, SlackMarkup, render_notice, slack_to_plain
-from kb.settings import Settings
+from bot.slack.blocks import SlackMarkup, render_notice
+from bot.wording import ops_text, sync_result_text
+from core.identities import Secret
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +58,10 @@ PERMANENT_ERRORS = frozenset(
 _HISTORY_PAGES = 10
 
 
-def build_delivery_client(settings: Settings) -> WebClient:
+def build_delivery_client(token: Secret, api_url: str) -> WebClient:
     """A Web API client for the outbox: no automatic retries, because a retry after a reset
     connection may post twice; the deliverer retries itself, knowing what it sent."""
-    token, _ = settings.require_slack()
-    return WebClient(
-        token=token.reveal(), base_url=settings.slack_api_url, timeout=15, retry_handlers=[]
-    )
+    return WebClient(token=token.reveal(), base_url=api_url, timeout=15, retry_handlers=[])
 
 
 class SlackPlatform:
@@ -253,81 +248,3 @@ def _network_failure(method: str, exc: BaseException) -> DeliveryFailed:
     return DeliveryFailed(
         f"Slack {method}: outcome unknown ({type(reason).__name__})", ambiguous=True
     )
-
-
-# --- the interactive side's Slack calls and payload reading (used by bot.slack_app) ---------
-
-WORKING_REACTION = "hourglass_flowing_sand"
-# A person's message; thread_broadcast ("also send to channel") and file_share are people too.
-HUMAN_SUBTYPES = frozenset({None, "thread_broadcast", "file_share"})
-
-
-def react(client: WebClient, *, add: bool, channel: str, ts: str) -> bool:
-    """The working reaction; failing (already_reacted, no reactions:write) is cosmetic only."""
-    try:
-        call = client.reactions_add if add else client.reactions_remove
-        call(channel=channel, timestamp=ts, name=WORKING_REACTION)
-        return True
-    except Exception as exc:
-        log.info("reaction %s failed in %s: %s", "add" if add else "remove", channel, exc)
-        return False
-
-
-def post_quietly(
-    client: WebClient, channel: str, thread: str, blocks: list[Block], text: str
-) -> None:
-    try:
-        client.chat_postMessage(channel=channel, thread_ts=thread, text=text, blocks=blocks)
-    except Exception as exc:
-        log.warning("could not tell %s about a failure either: %s", channel, exc)
-
-
-def update_quietly(
-    client: WebClient, channel: str, ts: str, blocks: list[Block], text: str
-) -> None:
-    try:
-        client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
-    except Exception as exc:
-        log.warning("could not update %s in %s: %s", ts, channel, exc)
-
-
-def ephemeral(client: WebClient, channel: str, user: str, thread: str | None, text: str) -> None:
-    try:
-        client.chat_postEphemeral(channel=channel, user=user, text=text, thread_ts=thread)
-    except Exception as exc:
-        log.info("ephemeral reply in %s failed: %s", channel, exc)
-
-
-def thread_turn(
-    message: dict[str, Any], *, before_ts: str, me: tuple[str | None, str | None]
-) -> Turn | None:
-    """A thread message as conversation context (``me``: our user id and bot id), or None
-    for what is not conversation: later messages, notices, other bots, edits."""
-    try:
-        if float(str(message.get("ts") or "")) >= float(before_ts):
-            return None  # the question itself, and anything after it
-    except ValueError:
-        return None
-    if (message.get("metadata") or {}).get("event_type") == MARKER_EVENT:
-        return None  # a source-updated notice
-    user_id, bot_id = me
-    text = slack_to_plain(str(message.get("text") or ""), bot_user_id=user_id)
-    if not text:
-        return None
-    if (user_id and message.get("user") == user_id) or (bot_id and message.get("bot_id") == bot_id):
-        return Turn(role="bot", text=text)
-    if message.get("bot_id") or message.get("subtype") not in HUMAN_SUBTYPES:
-        return None
-    return Turn(role="user", text=text)
-
-
-def message_location(body: dict[str, Any]) -> tuple[str, str, str] | None:
-    """(channel, message ts, thread ts) of the message whose button was clicked."""
-    container = body.get("container") or {}
-    message = body.get("message") or {}
-    channel = (body.get("channel") or {}).get("id") or container.get("channel_id")
-    ts = container.get("message_ts") or message.get("ts")
-    if not channel or not ts:
-        return None
-    thread = container.get("thread_ts") or message.get("thread_ts") or ts
-    return str(channel), str(ts), str(thread)

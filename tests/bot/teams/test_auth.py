@@ -27,7 +27,7 @@ from fakes.teams import (
     signing_key,
 )
 
-from bot.teams_auth import BotFrameworkAuth, OpenIdKeys, Unauthorized
+from bot.teams.auth import BotFrameworkAuth, OpenIdKeys, Unauthorized
 from store.db import Database
 
 

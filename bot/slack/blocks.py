@@ -12,47 +12,30 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from bot import markdown as md
 from bot.answers import UNAVAILABLE_TEXT, Answer, SourceRef
-from bot.platform import (
-    ACTION_HELPFUL,
-    ACTION_NOT_HELPFUL,
-    ACTION_REFRESH,
-    ActionValue,
-    SourceNotice,
-    cache_note,
-    notice_text,
-)
+from bot.platform import ActionValue, SourceNotice
+from bot.wording import UNAVAILABLE_WARNING, answer_buttons, answer_notes, notice_text
 
 Block = dict[str, Any]
+ANSWER_ACTIONS = "kb_answer_actions"
 
 SECTION_LIMIT = 3000
 MESSAGE_BLOCK_LIMIT = 50
 CONTEXT_ELEMENT_LIMIT = 10
 FALLBACK_TEXT_LIMIT = 3500  # notifications show little; the blocks carry the full answer
 
-EXTRACTIVE_NOTE = (
-    ":information_source: Quoted from the sources without an AI summary "
-    "(Claude isn't configured here)."
-)
-NO_SOURCES_NOTE = ":mag: Nothing in the sources this channel can use matched the question."
 TRUNCATED_NOTE = "_…the answer was too long for one Slack message and was cut here._"
 
 _PLACEHOLDER = re.compile(r"\x00(\d+)\x00")
-_FENCE = re.compile(r"^\s*(`{3,}|~{3,})")
-_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$")
 _BULLET = re.compile(r"^(\s*)[-*+]\s+(.*)$")
 _QUOTE = re.compile(r"^\s{0,3}>\s?(.*)$")
 _RULE = re.compile(r"^\s{0,3}([-*_])(\s*\1){2,}\s*$")
 _CODE_SPAN = re.compile(r"(`+)(.+?)\1")
-# The URL may hold balanced parentheses (Wikipedia-style ``Foo_(bar)``).
-_MD_LINK = re.compile(r"\[([^\]\n]+)\]\(((?:[^\s()]|\([^\s()]*\))+)(?:\s+\"[^\"\n]*\")?\)")
 _AUTOLINK = re.compile(r"<((?:https?|mailto):[^<>\s]+)>")
-_HTML_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
-_HTML_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9]*(?:\s[^<>]*)?/?>")
 _BOLD = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1")
 _ITALIC = re.compile(r"(?<![\w*])\*(?=[^\s*])([^*\n]+?)(?<=[^\s*])\*(?![\w*])")
 _STRIKE = re.compile(r"~~(?=\S)(.+?)(?<=\S)~~")
-_SAFE_URL = re.compile(r"^(https?://|mailto:)", re.IGNORECASE)
 
 
 def escape(text: str) -> str:
@@ -85,7 +68,7 @@ def to_mrkdwn(markdown: str) -> str:
     out: list[str] = []
     in_fence = False
     for line in markdown.replace("\x00", "").replace("\r\n", "\n").split("\n"):
-        if _FENCE.match(line):
+        if md.FENCE.match(line):
             in_fence = not in_fence
             out.append("```")  # Slack ignores a language tag; drop it rather than show it
             continue
@@ -101,7 +84,7 @@ def to_mrkdwn(markdown: str) -> str:
 def _convert_line(line: str) -> str:
     if _RULE.match(line):
         return "──────────"
-    heading = _HEADING.match(line)
+    heading = md.HEADING.match(line)
     if heading:
         inner = _BOLD.sub(r"\2", heading[1])
         return f"*{_inline(inner)}*" if inner else ""
@@ -126,15 +109,15 @@ def _inline(text: str) -> str:
 
     def md_link(match: re.Match[str]) -> str:
         label, url = match[1], match[2]
-        if not _SAFE_URL.match(url):
+        if not md.SAFE_URL.match(url):
             return match[1]  # relative or javascript: links have no useful target in Slack
         return keep(link(url, label))
 
     text = _CODE_SPAN.sub(code, text)
-    text = _MD_LINK.sub(md_link, text)
+    text = md.LINK.sub(md_link, text)
     text = _AUTOLINK.sub(lambda m: keep(f"<{escape(m[1])}>"), text)
-    text = _HTML_BREAK.sub(" ", text)
-    text = _HTML_TAG.sub("", text)
+    text = md.HTML_BREAK.sub(" ", text)
+    text = md.HTML_TAG.sub("", text)
     text = escape(text)
     text = _BOLD.sub(lambda m: f"\x01{m[2]}\x01", text)
     text = _ITALIC.sub(r"_\1_", text)
@@ -221,37 +204,27 @@ def _button(action_id: str, label: str, value: str) -> Block:
     }
 
 
-def answer_buttons(unit_id: str | None, question: str, *, votes: bool = True) -> Block:
+def _actions(block_id: str, unit_id: str | None, question: str, *, votes: bool = True) -> Block:
     value = ActionValue(unit_id, question).encode()
-    elements = []
-    if votes and unit_id:
-        elements.append(_button(ACTION_HELPFUL, ":thumbsup: Helpful", value))
-        elements.append(_button(ACTION_NOT_HELPFUL, ":thumbsdown: Not helpful", value))
-    elements.append(_button(ACTION_REFRESH, ":arrows_counterclockwise: Refresh", value))
-    return {"type": "actions", "block_id": "kb_answer_actions", "elements": elements}
+    buttons = answer_buttons(votes=votes and bool(unit_id))
+    elements = [_button(action, label, value) for action, label in buttons]
+    return {"type": "actions", "block_id": block_id, "elements": elements}
 
 
 def render_answer(answer: Answer, *, now: datetime | None = None) -> tuple[list[Block], str]:
     """Blocks and the plain-text fallback (answer plus source links) for one answer."""
     now = now or datetime.now(UTC)
     body = to_mrkdwn(answer.text)
-    head: list[Block] = []
-    notes: list[str] = []
-    if answer.mode == "unavailable":
-        head.append(_section(f":warning: {escape(UNAVAILABLE_TEXT)}"))
-    elif answer.mode == "extractive":
-        notes.append(EXTRACTIVE_NOTE)
-    elif answer.mode == "no_sources":
-        notes.append(NO_SOURCES_NOTE)
-    if answer.cached:
-        notes.append(cache_note(answer.sources_checked_at, now))
+    unavailable = answer.mode == "unavailable"
+    head = [_section(escape(UNAVAILABLE_WARNING))] if unavailable else []
+    notes = answer_notes(answer, now)
     tail: list[Block] = []
     if answer.sources:
         tail.append(_sources_context(answer.sources))
     if notes:
         tail.append(_context(notes))
     question = answer.standalone_question or answer.question
-    tail.append(answer_buttons(answer.unit_id, question, votes=answer.mode != "unavailable"))
+    tail.append(_actions(ANSWER_ACTIONS, answer.unit_id, question, votes=not unavailable))
 
     room = MESSAGE_BLOCK_LIMIT - len(head) - len(tail)
     sections = split_sections(body) if body.strip() else []
@@ -275,22 +248,14 @@ def _section(text: str) -> Block:
 def render_error(text: str, question: str | None) -> tuple[list[Block], str]:
     blocks: list[Block] = [_section(f":warning: {escape(text)}")]
     if question:
-        blocks.append(answer_buttons(None, question, votes=False))
+        blocks.append(_actions(ANSWER_ACTIONS, None, question, votes=False))
     return blocks, text
 
 
 def render_notice(notice: SourceNotice) -> tuple[list[Block], str]:
     text = notice_text(notice, SlackMarkup())
-    value = ActionValue(notice.unit_id, notice.question).encode()
-    blocks: list[Block] = [
-        _section(text),
-        {
-            "type": "actions",
-            "block_id": "kb_notice_actions",
-            "elements": [_button(ACTION_REFRESH, ":arrows_counterclockwise: Refresh", value)],
-        },
-    ]
-    return blocks, text
+    actions = _actions("kb_notice_actions", notice.unit_id, notice.question, votes=False)
+    return [_section(text), actions], text
 
 
 def replace_actions_with_note(blocks: list[Block], note: str) -> list[Block]:

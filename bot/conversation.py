@@ -1,0 +1,258 @@
+"""The conversation: what kb-bot does and says when people talk to it, on any chat platform.
+
+This is the inbound side of the chat-platform seam (docs/ARCHITECTURE.md, "Chat platforms").
+An adapter package (``bot/slack/``, ``bot/teams/``) turns a platform's payload into one call
+here and hands over the objects to speak through: a :class:`ChatThread` for a question, an
+:class:`AnswerMessage` for a Refresh. Everything between (the scope, the thread's history, the
+answer flow, which thread counts as the bot's, votes, ``/kb-sync`` requests, counters, and
+which sentence a person reads, worded in :mod:`bot.wording`) is decided once, here. Adapters
+render; they never word or decide.
+
+Answers run on this conversation's own pool: an adapter's listener only translates and
+returns, so the platform's acknowledgement deadline (Slack's 3 s, Teams' redelivery) never
+waits for the model. Things that grow on this seam without copying: a streamed answer is a
+:class:`ChatThread` whose ``post_answer`` is fed by a stream (start/append/stop); a status line
+("is searching…") is what ``working()`` shows; DMs and an assistant pane are new places an
+adapter builds a :class:`Question` for; native feedback buttons end in :meth:`Conversation.vote`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Protocol
+
+from bot import bot_state, wording
+from bot.answers import Answer, AnswerFlow, Turn
+from bot.bot_state import Vote
+from bot.platform import ActionValue, Requester
+from bot.sync_request import SyncArgsError, SyncTargets, parse_sync_request
+from store.db import Database
+from store.scope import Scope
+
+log = logging.getLogger(__name__)
+
+# --- the seam ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChatPolicy:
+    """What a conversation needs from the deployment's settings, as plain values.
+
+    ``scope_for`` maps a channel (or chat) id to what may be cited there; ``admins`` are the
+    platform's user ids allowed to run ``/kb-sync``; ``sync`` names the sources it may ask for.
+    """
+
+    scope_for: Callable[[str], Scope]
+    admins: frozenset[str]
+    sync: SyncTargets
+
+
+@dataclass(frozen=True)
+class Question:
+    """One message to answer. ``channel`` decides the scope, ``thread`` is the conversation it
+    belongs to (replies there are follow-ups). ``with_history`` reads the thread so far (a
+    mention inside a thread, a follow-up); ``followup`` only decides how it is counted."""
+
+    channel: str
+    thread: str
+    text: str
+    with_history: bool
+    followup: bool = False
+
+
+class ChatThread(Protocol):
+    """Where the answer to one :class:`Question` goes; the adapter renders and sends."""
+
+    def working(self) -> AbstractContextManager[object]:
+        """Shown while the answer is made (a reaction, typing, a status line), then cleared."""
+        ...
+
+    def history(self) -> Sequence[Turn]:
+        """The thread so far, oldest first, without the question itself."""
+        ...
+
+    def say(self, text: str) -> None:
+        """Post a plain sentence (already worded) into the thread."""
+        ...
+
+    def post_answer(self, answer: Answer) -> None: ...
+
+    def post_error(self, text: str, question: str | None) -> None:
+        """A failure, with a Refresh button for ``question`` when there is one. Must not raise."""
+        ...
+
+
+class AnswerMessage(Protocol):
+    """An answer already posted, that Refresh rewrites in place."""
+
+    def mark_refreshing(self) -> None:
+        """Show at once that a refresh is under way (or do nothing)."""
+        ...
+
+    def replace(self, answer: Answer) -> None: ...
+
+    def replace_with_error(self, text: str, question: str) -> None:
+        """Must not raise."""
+        ...
+
+
+class Inbound(Protocol):
+    """What an adapter may call: the inbound half of the seam, implemented by
+    :class:`Conversation` (one per platform)."""
+
+    def is_bot_thread(self, channel: str, thread: str) -> bool: ...
+
+    def ask(self, question: Question, thread: ChatThread) -> None: ...
+
+    def refresh(
+        self, value: ActionValue | None, channel: str, thread: str, message: AnswerMessage
+    ) -> bool: ...
+
+    def vote(self, value: ActionValue | None, user: str, vote: Vote) -> str: ...
+
+    def request_sync(self, requester: Requester, text: str) -> str: ...
+
+    def count(self, what: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Conversation:
+    """Implements :class:`Inbound`: asking, follow-ups, refresh, votes and ``/kb-sync`` for
+    one platform (``platform`` names it in the database: threads, votes, ``<platform>_*``
+    counters)."""
+
+    def __init__(
+        self,
+        platform: str,
+        flow: AnswerFlow,
+        db: Database,
+        policy: ChatPolicy,
+        *,
+        workers: int = 16,
+    ) -> None:
+        self.platform = platform
+        self._flow = flow
+        self._db = db
+        self._policy = policy
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix=f"kb-{platform}-answer")
+
+    def close(self) -> None:
+        """Finish the answers under way; nothing new is accepted afterwards."""
+        self._pool.shutdown(wait=True)
+
+    # --- questions ----------------------------------------------------------------------------
+
+    def is_bot_thread(self, channel: str, thread: str) -> bool:
+        """Whether the bot has answered in this thread, so a plain reply is a follow-up."""
+        with self._db.connection() as conn:
+            return bot_state.is_bot_thread(conn, self.platform, channel, thread)
+
+    def ask(self, question: Question, thread: ChatThread) -> None:
+        """Answer in the background; returns at once."""
+        self._pool.submit(self._answer, question, thread)
+
+    def _answer(self, question: Question, thread: ChatThread) -> None:
+        with thread.working():
+            try:
+                if not question.text:
+                    thread.say(wording.EMPTY_QUESTION)
+                    return
+                history = thread.history() if question.with_history else ()
+                answer = self._flow.answer(
+                    question.text,
+                    scope=self._policy.scope_for(question.channel),
+                    history=history,
+                )
+                # Known before the reply lands, so a quick reply to the answer is a follow-up.
+                self._record_thread(question.channel, question.thread)
+                thread.post_answer(answer)
+                kind = "followups_answered" if question.followup else "answers_posted"
+                self._after_post(question.channel, question.thread, answer, kind)
+            except Exception:
+                log.exception(
+                    "answering on %s (thread %s) failed", self.platform, question.thread[:40]
+                )
+                thread.post_error(wording.SOMETHING_WRONG, question.text or None)
+
+    # --- buttons ------------------------------------------------------------------------------
+
+    def refresh(
+        self, value: ActionValue | None, channel: str, thread: str, message: AnswerMessage
+    ) -> bool:
+        """Regenerate an answer in place, bypassing the cache; False when the button is stale
+        (tell the person :data:`bot.wording.STALE_BUTTON`)."""
+        if value is None or not value.question:
+            return False
+        message.mark_refreshing()
+        self._pool.submit(self._refresh, value.question, channel, thread, message)
+        return True
+
+    def _refresh(self, question: str, channel: str, thread: str, message: AnswerMessage) -> None:
+        try:
+            answer = self._flow.answer(question, scope=self._policy.scope_for(channel), fresh=True)
+            message.replace(answer)
+            self._record_thread(channel, thread)
+            self._after_post(channel, thread, answer, "refreshes")
+        except Exception:
+            log.exception("refreshing an answer on %s (thread %s) failed", self.platform, thread)
+            message.replace_with_error(wording.SOMETHING_WRONG, question)
+
+    def vote(self, value: ActionValue | None, user: str, vote: Vote) -> str:
+        """Record a person's vote on an answer; the private reply to show them."""
+        if value is None or not value.unit_id:
+            return wording.STALE_BUTTON
+        with self._db.connection() as conn:
+            previous = bot_state.record_vote(conn, value.unit_id, self.platform, user, vote)
+            if previous != vote:
+                bot_state.bump(conn, f"{self.platform}_votes_{vote}")
+        return wording.vote_text(vote, previous)
+
+    # --- /kb-sync -----------------------------------------------------------------------------
+
+    def request_sync(self, requester: Requester, text: str) -> str:
+        """Queue a sync for the daemon if an admin asked for something that exists; the
+        private reply to show the requester."""
+        if requester.user not in self._policy.admins:
+            return wording.NOT_ADMIN
+        try:
+            request = parse_sync_request(text, self._policy.sync)
+        except SyncArgsError as exc:
+            return str(exc)
+        asker = {
+            "platform": requester.platform,
+            "user": requester.user,
+            "channel": requester.channel,
+            "response_url": requester.response_url,
+        }
+        try:
+            with self._db.connection() as conn:
+                request_id = bot_state.queue_sync_request(
+                    conn, request.source, list(request.keys), asker
+                )
+                bot_state.bump(conn, f"{self.platform}_sync_requests")
+        except Exception:
+            log.exception("could not queue a sync request")
+            return wording.QUEUE_FAILED
+        log.info("sync request %s queued by %s: %s", request_id, requester.user, request.describe())
+        return wording.queued_text(request.describe())
+
+    # --- bookkeeping --------------------------------------------------------------------------
+
+    def count(self, what: str) -> None:
+        """Bump the counter ``<platform>_<what>`` (shown on the daemon's /metrics)."""
+        with self._db.connection() as conn:
+            bot_state.bump(conn, f"{self.platform}_{what}")
+
+    def _record_thread(self, channel: str, thread: str) -> None:
+        with self._db.connection() as conn:
+            bot_state.record_thread(conn, self.platform, channel, thread)
+
+    def _after_post(self, channel: str, thread: str, answer: Answer, kind: str) -> None:
+        bot_state.after_post(
+            self._db, self._flow, self.platform, channel, thread, answer, f"{self.platform}_{kind}"
+        )

@@ -1,0 +1,241 @@
+"""Slack's inbound side: the Bolt app, translating events, ``/kb-sync`` and button clicks into
+calls on :class:`bot.conversation.Inbound` (docs/ARCHITECTURE.md, "Slack behaviour").
+
+Bolt acknowledges events before its listeners run; listeners only translate and hand over,
+and the slow part (the answer flow, Slack posts) runs on the conversation's pool, so a burst
+of questions can never hold up the 3-second acks that /kb-sync and button clicks need from
+Bolt's own workers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from slack_bolt import Ack, App, BoltContext
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_bolt.response import BoltResponse
+from slack_sdk import WebClient
+
+from bot import bot_state
+from bot._throttle import Throttle
+from bot.bot_state import Vote
+from bot.conversation import Inbound, Question
+from bot.host import Mount
+from bot.platform import ACTION_HELPFUL, ACTION_NOT_HELPFUL, ACTION_REFRESH, ActionValue, Requester
+from bot.slack.blocks import slack_to_plain
+from bot.slack.thread import (
+    HUMAN_SUBTYPES,
+    Click,
+    Me,
+    SlackAnswerMessage,
+    SlackThread,
+)
+from bot.wording import STALE_BUTTON
+from core.identities import Secret
+from store.db import Database
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "slack"
+EVENTS_PATH = "/slack/events"
+EVENTS_SEEN_TTL = 24 * 3600.0
+
+
+class SlackApp(App):
+    """Bolt's App plus the conversation and ack pool it runs on, so the process can stop
+    them cleanly."""
+
+    def __init__(
+        self, *, conversation: Inbound, ack_pool: ThreadPoolExecutor, **kwargs: Any
+    ) -> None:
+        super().__init__(listener_executor=ack_pool, **kwargs)
+        self._conversation = conversation
+        self._ack_pool = ack_pool
+
+    def close(self) -> None:
+        self._ack_pool.shutdown(wait=True)
+        self._conversation.close()
+
+
+def build_slack_app(
+    conversation: Inbound,
+    db: Database,
+    *,
+    signing_secret: Secret,
+    client: WebClient,
+) -> SlackApp:
+    """The Bolt app with every kb-bot listener registered (HTTP or Socket Mode alike)."""
+    app = SlackApp(
+        conversation=conversation,
+        ack_pool=ThreadPoolExecutor(8, thread_name_prefix="kb-slack-ack"),
+        name="kb-bot",
+        client=client,
+        signing_secret=signing_secret.reveal(),
+        process_before_response=False,
+        logger=_bolt_logger(),
+    )
+    handlers = SlackHandlers(conversation, db)
+    app.use(handlers.drop_retries)
+    app.event("app_mention")(handlers.on_app_mention)
+    app.event("message")(handlers.on_message)
+    app.command("/kb-sync")(handlers.on_kb_sync)
+    app.action(ACTION_REFRESH)(handlers.on_refresh)
+    app.action(ACTION_HELPFUL)(handlers.on_vote)
+    app.action(ACTION_NOT_HELPFUL)(handlers.on_vote)
+    return app
+
+
+def slack_client(token: Secret, api_url: str) -> WebClient:
+    return WebClient(token=token.reveal(), base_url=api_url, timeout=30)
+
+
+def slack_mount(app: SlackApp, *, app_token: Secret | None = None) -> Mount:
+    """Slack on the chat host: ``POST /slack/events``, or Socket Mode when ``app_token``
+    (SLACK_APP_TOKEN) is given."""
+    if app_token is None:
+        handler = SlackRequestHandler(app, path=EVENTS_PATH)
+        return Mount(PLATFORM, EVENTS_PATH, handler, app.close)
+    return Mount(PLATFORM, None, None, app.close, connect=lambda: _socket_mode(app, app_token))
+
+
+def _socket_mode(app: App, app_token: Secret) -> None:
+    # The built-in client needs no extra dependency (no websocket-client, no aiohttp).
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    handler = SocketModeHandler(app, app_token.reveal())
+    try:
+        handler.start()  # type: ignore[no-untyped-call]  # blocks until interrupted
+    finally:
+        handler.close()  # type: ignore[no-untyped-call]
+
+
+class _NoTokenSkippedWarning(logging.Filter):
+    """Bolt warns that SLACK_BOT_TOKEN from the environment is unused when it is given a
+    client, which is exactly how we build it (so SLACK_API_URL applies); keep starts quiet."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "`token` will be unused" not in record.getMessage()
+
+
+def _bolt_logger() -> logging.Logger:
+    logger = logging.getLogger("kb.slack.bolt")
+    if not any(isinstance(f, _NoTokenSkippedWarning) for f in logger.filters):
+        logger.addFilter(_NoTokenSkippedWarning())
+    return logger
+
+
+class SlackHandlers:
+    """Bolt listeners: read the payload, make the conversation call, ack."""
+
+    def __init__(self, conversation: Inbound, db: Database) -> None:
+        self._conversation = conversation
+        self._db = db
+        self._maybe_prune = Throttle(3600, self._prune)
+
+    # --- middleware -------------------------------------------------------------------------
+
+    def drop_retries(self, body: dict[str, Any], next: Callable[[], Any]) -> BoltResponse | None:
+        """Slack redelivers an event it thinks we missed; its ``event_id`` is answered once."""
+        event_id = body.get("event_id") if body.get("type") == "event_callback" else None
+        if not isinstance(event_id, str) or not event_id:
+            return next()  # type: ignore[no-any-return]
+        with self._db.connection() as conn:
+            first = bot_state.first_time_seen(conn, event_id)
+            if not first:
+                bot_state.bump(conn, "slack_retries_ignored")
+        self._maybe_prune()
+        if first:
+            return next()  # type: ignore[no-any-return]
+        log.info("ignoring Slack's redelivery of event %s", event_id)
+        return BoltResponse(status=200, body="")
+
+    def _prune(self) -> None:
+        with self._db.connection() as conn:
+            bot_state.prune_events_seen(conn, EVENTS_SEEN_TTL)
+
+    # --- events -----------------------------------------------------------------------------
+
+    def on_app_mention(self, event: dict[str, Any], context: BoltContext) -> None:
+        if event.get("bot_id") or event.get("subtype") or not event.get("user"):
+            return  # other bots mentioning us would make a loop
+        ts = str(event.get("ts") or "")
+        channel = str(event.get("channel") or "")
+        if not ts or not channel or context.client is None:
+            return
+        thread = str(event.get("thread_ts") or ts)
+        text = slack_to_plain(str(event.get("text") or ""), bot_user_id=context.bot_user_id)
+        question = Question(channel, thread, text, with_history=thread != ts)
+        self._conversation.ask(question, self._thread(context, channel, thread, ts))
+
+    def on_message(self, event: dict[str, Any], context: BoltContext) -> None:
+        """A person's reply in a thread the bot answered in is a follow-up."""
+        if event.get("subtype") not in HUMAN_SUBTYPES or event.get("bot_id"):
+            return
+        user, ts, thread = event.get("user"), event.get("ts"), event.get("thread_ts")
+        channel = event.get("channel")
+        if not user or user == context.bot_user_id or not ts or not channel:
+            return
+        if not thread or thread == ts or context.client is None:
+            return  # a top-level message, not a reply
+        text = str(event.get("text") or "")
+        if context.bot_user_id and f"<@{context.bot_user_id}" in text:
+            return  # Slack also sends app_mention for it; that handler answers
+        channel, thread, ts = str(channel), str(thread), str(ts)
+        if not self._conversation.is_bot_thread(channel, thread):
+            return
+        plain = slack_to_plain(text, bot_user_id=context.bot_user_id)
+        question = Question(channel, thread, plain, with_history=True, followup=True)
+        self._conversation.ask(question, self._thread(context, channel, thread, ts))
+
+    @staticmethod
+    def _thread(context: BoltContext, channel: str, thread: str, ts: str) -> SlackThread:
+        assert context.client is not None
+        me = Me(context.bot_user_id, context.bot_id)
+        return SlackThread(context.client, channel, thread, ts, me)
+
+    # --- /kb-sync ---------------------------------------------------------------------------
+
+    def on_kb_sync(self, ack: Ack, command: dict[str, Any]) -> None:
+        requester = Requester(
+            platform=PLATFORM,
+            user=str(command.get("user_id") or ""),
+            channel=str(command.get("channel_id") or ""),
+            response_url=command.get("response_url") or None,
+        )
+        reply = self._conversation.request_sync(requester, str(command.get("text") or ""))
+        ack(text=reply, response_type="ephemeral")
+
+    # --- buttons ----------------------------------------------------------------------------
+
+    def on_refresh(
+        self, ack: Ack, body: dict[str, Any], action: dict[str, Any], context: BoltContext
+    ) -> None:
+        ack()
+        click = Click.read(body, context.client)
+        if click is None:
+            return
+        blocks = (body.get("message") or {}).get("blocks")
+        message = SlackAnswerMessage(
+            click.client,
+            click.channel,
+            click.message_ts,
+            blocks if isinstance(blocks, list) else None,
+            click.user,
+        )
+        value = ActionValue.decode(action.get("value"))
+        if not self._conversation.refresh(value, click.channel, click.thread, message):
+            click.reply(STALE_BUTTON)
+
+    def on_vote(
+        self, ack: Ack, body: dict[str, Any], action: dict[str, Any], context: BoltContext
+    ) -> None:
+        ack()
+        click = Click.read(body, context.client)
+        if click is None or not click.user:
+            return
+        vote: Vote = "helpful" if action.get("action_id") == ACTION_HELPFUL else "not_helpful"
+        value = ActionValue.decode(action.get("value"))
+        click.reply(self._conversation.vote(value, click.user, vote))

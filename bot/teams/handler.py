@@ -1,0 +1,227 @@
+"""Teams' inbound side: ``POST /api/messages`` translated into calls on
+:class:`bot.conversation.Inbound` (docs/ARCHITECTURE.md, "Teams").
+
+Bot Framework REST with httpx and PyJWT, synchronous with threads like the rest of ``kb bot``
+(see the README for why not the async Teams SDK). A request is authenticated first (see
+:mod:`bot.teams.auth`); nothing in it is read before its token checks out, and nothing is
+done for it unless the token also vouches for its service URL. Messages are acknowledged at
+once and answered on the conversation's pool, as Slack's are, because the connector
+redelivers what is not acknowledged within seconds; card button clicks
+(``adaptiveCard/action`` invokes) are answered in the HTTP response itself.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from bot._throttle import Throttle
+from bot.bot_state import Vote
+from bot.conversation import Inbound, Question
+from bot.host import Mount, json_reply
+from bot.platform import ACTION_HELPFUL, ACTION_NOT_HELPFUL, ACTION_REFRESH
+from bot.teams import state
+from bot.teams.activity import Incoming, mentions_of, parse_activity, question_text
+from bot.teams.auth import (
+    MIN_REFRESH_SECONDS,
+    BotFrameworkAuth,
+    ClientCredentials,
+    KeysUnavailable,
+    OpenIdKeys,
+    Unauthorized,
+)
+from bot.teams.cards import action_value, invoke_message
+from bot.teams.platform import TIMEOUT, BotConnector
+from bot.teams.thread import TeamsAnswerMessage, TeamsThread
+from bot.wording import REFRESHING, STALE_BUTTON
+from core.identities import TeamsApp
+from store.db import Database
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "teams"
+MESSAGES_PATH = "/api/messages"
+THREAD_WINDOW = 30 * 24 * 3600.0  # a channel thread is one conversation, however long
+CHAT_WINDOW = 3600.0  # chats have no threads: an hour's quiet starts a new topic
+SEEN_TTL = 24 * 3600.0
+
+
+class TeamsHandler:
+    """The WSGI app for ``POST /api/messages``; ``close()`` stops its conversation and clients."""
+
+    def __init__(
+        self,
+        app: TeamsApp,
+        conversation: Inbound,
+        db: Database,
+        *,
+        auth: BotFrameworkAuth,
+        connector: BotConnector,
+    ) -> None:
+        self._tenant = app.tenant_id
+        self._bot_ids = frozenset({f"28:{app.app_id}"})
+        self._conversation = conversation
+        self._db = db
+        self._auth = auth
+        self._connector = connector
+        self._maybe_prune = Throttle(3600, self._prune)
+
+    def close(self) -> None:
+        self._conversation.close()
+        self._connector.close()
+
+    # --- HTTP -------------------------------------------------------------------------------
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        body = environ["wsgi.input"].read(length) if length > 0 else b""
+        status, payload = self.handle(environ.get("HTTP_AUTHORIZATION"), body)
+        return json_reply(start_response, status, payload)
+
+    def handle(self, authorization: str | None, body: bytes) -> tuple[int, Any]:
+        """(HTTP status, JSON body) for one request to the messaging endpoint."""
+        try:
+            token = self._auth.verify(authorization)
+        except Unauthorized as exc:
+            return self._refused(str(exc))
+        except KeysUnavailable as exc:
+            log.warning("Teams request turned away: %s", exc)
+            return 503, {"error": "signing keys unavailable"}
+        try:
+            activity = parse_activity(json.loads(body))
+        except ValueError as exc:
+            return 400, {"error": f"not an activity: {exc}"}
+        try:
+            self._auth.check_activity(
+                token, service_url=activity.service_url, channel_id=activity.channel_id
+            )
+        except Unauthorized as exc:
+            return self._refused(str(exc))
+        if activity.tenant_id and activity.tenant_id != self._tenant:
+            # A single-tenant bot answers its own organisation only.
+            log.warning("Teams activity from another tenant ignored")
+            return 403, {"error": "tenant not allowed"}
+        with self._db.connection() as conn:
+            state.remember_conversation(conn, activity.reference())
+        self._maybe_prune()
+        if activity.type == "message":
+            self._on_message(activity)
+            return 200, {}
+        if activity.type == "invoke" and activity.name == "adaptiveCard/action":
+            return 200, self._on_action(activity)
+        if activity.type == "invoke":
+            return 501, {}
+        return 200, {}  # conversationUpdate, reactions, edits, deletions: nothing to do
+
+    @staticmethod
+    def _refused(reason: str) -> tuple[int, Any]:
+        # Logged, not counted in the database: unauthenticated traffic gets no writes.
+        log.info("Teams request refused (401): %s", reason)
+        return 401, {"error": "unauthorized"}
+
+    # --- messages ---------------------------------------------------------------------------
+
+    def _on_message(self, activity: Incoming) -> None:
+        if activity.from_is_bot or activity.from_id == activity.recipient_id or not activity.id:
+            return  # our own messages and other bots' would make loops
+        bot_ids = self._bot_ids | {activity.recipient_id.lower()}
+        mentions = mentions_of(activity, bot_ids)
+        if not mentions and not activity.text.strip():
+            return  # a card submit, a file, a reaction-only message
+        conversation, thread = activity.base_conversation, activity.thread
+        answered = self._conversation.is_bot_thread(conversation, thread)
+        if activity.conversation_type == "personal":
+            window, followup = CHAT_WINDOW, answered
+        elif mentions:
+            window = THREAD_WINDOW if activity.conversation_type == "channel" else CHAT_WINDOW
+            followup = False
+        elif activity.is_thread_reply and answered:
+            window, followup = THREAD_WINDOW, True
+        else:
+            return  # not for us (RSC delivers every channel message when granted)
+        with self._db.connection() as conn:
+            first = state.first_time_seen(conn, conversation, activity.id)
+        if not first:
+            self._conversation.count("redeliveries_ignored")
+            log.info("ignoring a redelivered Teams activity %s", activity.id[:40])
+            return
+        text = question_text(activity, mentions)
+        reply = TeamsThread(
+            connector=self._connector,
+            db=self._db,
+            service_url=activity.service_url,
+            conversation=conversation,
+            thread=thread,
+            target=activity.reply_conversation,
+            reply_to=None if activity.conversation_type == "channel" else activity.id,
+            question=text,
+            history_window=window,
+        )
+        question = Question(conversation, thread, text, with_history=answered, followup=followup)
+        self._conversation.ask(question, reply)
+
+    # --- card buttons -----------------------------------------------------------------------
+
+    def _on_action(self, activity: Incoming) -> dict[str, Any]:
+        value = activity.value if isinstance(activity.value, dict) else {}
+        action = value.get("action")
+        if not isinstance(action, dict):
+            return invoke_message(STALE_BUTTON)
+        verb = action.get("verb")
+        data = action_value(action.get("data"))
+        if verb in (ACTION_HELPFUL, ACTION_NOT_HELPFUL):
+            vote: Vote = "helpful" if verb == ACTION_HELPFUL else "not_helpful"
+            return invoke_message(self._conversation.vote(data, activity.user, vote))
+        if verb == ACTION_REFRESH and activity.reply_to_id:
+            card = TeamsAnswerMessage(
+                connector=self._connector,
+                service_url=activity.service_url,
+                conversation=activity.conversation_id,
+                card_id=activity.reply_to_id,
+            )
+            started = self._conversation.refresh(
+                data, activity.base_conversation, activity.thread, card
+            )
+            return invoke_message(REFRESHING if started else STALE_BUTTON)
+        return invoke_message(STALE_BUTTON)
+
+    def _prune(self) -> None:
+        with self._db.connection() as conn:
+            state.prune(conn, seen_seconds=SEEN_TTL, turns_seconds=THREAD_WINDOW)
+
+
+def build_teams_handler(
+    app: TeamsApp,
+    conversation: Inbound,
+    db: Database,
+    *,
+    min_key_refresh: float = MIN_REFRESH_SECONDS,
+) -> TeamsHandler:
+    """The ``/api/messages`` WSGI app for the Teams app ``app`` (TEAMS_*)."""
+    # One HTTP client for keys, tokens and the connector (closed with it): thread-safe, and
+    # it pools connections to Microsoft's endpoints.
+    http = httpx.Client(timeout=TIMEOUT, follow_redirects=False)
+    keys = OpenIdKeys(app.openid_metadata_url, http, min_refresh=min_key_refresh)
+    credentials = ClientCredentials(app.client_token_url, app.app_id, app.password, http)
+    return TeamsHandler(
+        app,
+        conversation,
+        db,
+        auth=BotFrameworkAuth(app.app_id, keys),
+        connector=BotConnector(credentials, http),
+    )
+
+
+def teams_mount(handler: TeamsHandler) -> Mount:
+    """Teams on the chat host: ``POST /api/messages``."""
+    return Mount(PLATFORM, MESSAGES_PATH, handler, handler.close)

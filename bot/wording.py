@@ -1,0 +1,205 @@
+"""Every sentence kb-bot says, written once for every chat platform.
+
+The conversation's replies, the labels under an answer, and the outbox's notices, alerts and
+sync reports. Inline markup goes through a :class:`Markup` each adapter supplies; emoji are
+written as Slack shortcodes (``:warning:``), which an adapter whose platform shows them raw
+(Teams) turns into characters. No adapter words anything itself (docs/ARCHITECTURE.md,
+"Chat platforms").
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Protocol
+
+from bot.answers import UNAVAILABLE_TEXT, Answer
+from bot.bot_state import Vote
+from bot.platform import (
+    ACTION_HELPFUL,
+    ACTION_NOT_HELPFUL,
+    ACTION_REFRESH,
+    OpsAlert,
+    OpsMessage,
+    SourceNotice,
+    SyncResult,
+)
+
+# --- the conversation's replies -------------------------------------------------------------------
+
+SOMETHING_WRONG = "Something went wrong on my side; the team has the details in the logs."
+EMPTY_QUESTION = "Ask me a question after the mention, e.g. “@kb how do I rotate the VPN cert?”"
+STALE_BUTTON = "That button no longer works; ask the question again with a mention."
+REFRESHING = "Refreshing… the answer will update in place in a moment."
+NOT_ADMIN = (
+    "Sorry, only the bot's admins (KB_ADMINS) can run /kb-sync. Ask one of them, or wait for "
+    "the next scheduled sync."
+)
+QUEUE_FAILED = "I couldn't queue the sync just now (the database didn't answer); try again soon."
+
+
+def refreshing_note(who: str | None) -> str:
+    """The line that replaces an answer's buttons while it is regenerated; ``who`` is the
+    platform's mention of the person who pressed Refresh."""
+    return f"Refreshing… (asked by {who})" if who else "Refreshing…"
+
+
+def queued_text(what: str) -> str:
+    return f"Queued a sync of {what}; I'll tell you here when it's done."
+
+
+def vote_text(vote: Vote, previous: Vote | None) -> str:
+    label = "helpful" if vote == "helpful" else "not helpful"
+    if previous == vote:
+        return f"You've already marked this answer as {label}."
+    if previous is not None:
+        return f"Changed your vote: this answer is now marked {label}."
+    if vote == "helpful":
+        return "Thanks, noted that this answer was helpful."
+    return "Thanks, noted. Refresh may give a better answer; the team reviews these."
+
+
+# --- labels on an answer --------------------------------------------------------------------------
+
+UNAVAILABLE_WARNING = f":warning: {UNAVAILABLE_TEXT}"
+EXTRACTIVE_NOTE = (
+    ":information_source: Quoted from the sources without an AI summary "
+    "(Claude isn't configured here)."
+)
+NO_SOURCES_NOTE = ":mag: Nothing in the sources this channel can use matched the question."
+
+
+def answer_buttons(*, votes: bool) -> list[tuple[str, str]]:
+    """(action id, label) of the buttons under an answer: the votes (when it can be rated)
+    and Refresh."""
+    refresh = (ACTION_REFRESH, ":arrows_counterclockwise: Refresh")
+    if not votes:
+        return [refresh]
+    return [
+        (ACTION_HELPFUL, ":thumbsup: Helpful"),
+        (ACTION_NOT_HELPFUL, ":thumbsdown: Not helpful"),
+        refresh,
+    ]
+
+
+def answer_notes(answer: Answer, now: datetime) -> list[str]:
+    """The small print under an answer: how it was made, and whether it came from the cache.
+    (An ``unavailable`` answer is headed by :data:`UNAVAILABLE_WARNING` instead.)"""
+    notes: list[str] = []
+    if answer.mode == "extractive":
+        notes.append(EXTRACTIVE_NOTE)
+    elif answer.mode == "no_sources":
+        notes.append(NO_SOURCES_NOTE)
+    if answer.cached:
+        notes.append(cache_note(answer.sources_checked_at, now))
+    return notes
+
+
+class Markup(Protocol):
+    """A platform's inline markup, so the wording below is written once."""
+
+    def text(self, value: str) -> str:
+        """Escape plain text for the platform."""
+        ...
+
+    def bold(self, value: str) -> str: ...
+
+    def link(self, url: str, label: str) -> str: ...
+
+
+# --- notices, alerts and sync results -------------------------------------------------------------
+
+
+def age_phrase(then: datetime | None, now: datetime) -> str:
+    if then is None:
+        return ""
+    if then.tzinfo is None:
+        then = then.replace(tzinfo=UTC)
+    minutes = int((now - then).total_seconds() // 60)
+    if minutes < 1:
+        return "just now"
+    if minutes < 120:
+        return f"{minutes} minute{'s' if minutes != 1 else ''} ago"
+    hours = minutes // 60
+    if hours < 48:
+        return f"{hours} hours ago"
+    return f"{hours // 24} days ago"
+
+
+def cache_note(checked_at: datetime | None, now: datetime) -> str:
+    """The line under an answer served from the cache."""
+    age = age_phrase(checked_at, now)
+    return f"Answered from cache · sources checked {age}" if age else "From cache"
+
+
+def describe_version(version: str | None) -> str:
+    """Confluence versions are numbers; Jira's are ``fields.updated`` timestamps."""
+    if not version:
+        return "?"
+    if version.isdigit():
+        return version
+    try:
+        moment = datetime.fromisoformat(version.replace("Z", "+00:00"))
+    except ValueError:
+        return version[:40]
+    return moment.strftime("%Y-%m-%d %H:%M %Z").strip()
+
+
+def notice_text(notice: SourceNotice, m: Markup) -> str:
+    link = m.link(notice.url, notice.title) if notice.url else m.bold(notice.title)
+    if notice.change == "deleted":
+        return (
+            f":wastebasket: {m.bold('Source deleted:')} {link} no longer exists. "
+            "The answer above relied on it and may be out of date."
+        )
+    versions = ""
+    if notice.old_version or notice.new_version:
+        versions = (
+            f" (version {m.text(describe_version(notice.old_version))} → "
+            f"{m.text(describe_version(notice.new_version))})"
+        )
+    return (
+        f":arrows_counterclockwise: {m.bold('Source updated:')} {link} changed{versions}. "
+        "The answer above may be out of date; press Refresh for a fresh one."
+    )
+
+
+def ops_text(message: OpsMessage, m: Markup) -> str:
+    run = f" (run {message.run_id})" if message.run_id is not None else ""
+    if isinstance(message, OpsAlert):
+        verb = "is still failing" if message.ongoing else "failed"
+        return (
+            f":rotating_light: {m.bold(f'Sync of {message.source} {verb}')}{m.text(run)}: "
+            f"{m.text(_clip(message.error, 600))}"
+        )
+    since = ""
+    if message.failing_since is not None:
+        since = f" It had been failing since {message.failing_since:%Y-%m-%d %H:%M UTC}."
+    return (
+        f":white_check_mark: {m.bold(f'Sync of {message.source} has recovered')}{m.text(run)}."
+        f"{m.text(since)} The last error was: {m.text(_clip(message.last_error, 300))}"
+    )
+
+
+def sync_result_text(result: SyncResult, m: Markup) -> str:
+    if not result.reports:
+        return "Your sync finished, but no source was synced (nothing configured matched)."
+    total = sum(r.seconds for r in result.reports)
+    failed = any(r.status not in ("ok",) for r in result.reports)
+    head = "Your sync finished with problems" if failed else "Your sync finished"
+    lines = [f"{m.bold(head)} in {total:.1f} s:"]
+    for r in result.reports:
+        lines.append(
+            f"• {m.bold(r.source.capitalize())}: {m.text(r.status)} — {r.synced} synced, "
+            f"{r.unchanged} unchanged, {r.deleted} deleted, {r.skipped} skipped, "
+            f"{r.failed} failed ({r.seconds:.1f} s)"
+        )
+        for error in r.errors[:5]:
+            lines.append(f"    ◦ {m.text(_clip(error, 300))}")
+        if len(r.errors) > 5:
+            lines.append(f"    ◦ …and {len(r.errors) - 5} more (see the daemon's log)")
+    return "\n".join(lines)
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
