@@ -58,7 +58,7 @@ def start_embedded(data_dir: Path, *, ephemeral: bool = False) -> str:
     return str(server.get_uri())
 
 
-# What the embedded server runs with (docs/ARCHITECTURE.md, "Deployment at scale"): sized for
+# What the embedded server runs with (README, "Deployment at scale"): sized for
 # a store of 100,000 to 1,000,000 chunks on a small machine. Postgres's defaults (128 MB of
 # shared buffers, 4 MB of work memory, 64 MB for index builds) make an HNSW build over 100,000
 # chunks spill to disk and evict the graph between questions.

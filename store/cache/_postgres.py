@@ -275,6 +275,10 @@ class PostgresAnswerCache(CacheCore):
             else:
                 if self._iterative:
                     conn.execute("SET LOCAL hnsw.iterative_scan = strict_order")
+                # The planner may cost a sort of the whole scope below the graph walk it
+                # does not know is bounded; at this size the sort is many times slower.
+                conn.execute("SET LOCAL enable_seqscan = off")
+                conn.execute("SET LOCAL enable_bitmapscan = off")
                 ef_search = max(40, 2 * limit)
                 conn.execute(f"SET LOCAL hnsw.ef_search = {ef_search}")
                 rows = conn.execute(UNITS_NEAREST_INDEXED.format(dim=dim), params).fetchall()
