@@ -235,6 +235,7 @@ def baseline_retriever(commit: str, db: Database, counter: TokenCounter) -> Any 
     if spec is None or spec.loader is None:
         return None
     module = importlib.util.module_from_spec(spec)
+    sys.modules["baseline_search"] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module.Retriever(db, counter)
 
