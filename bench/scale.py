@@ -49,7 +49,7 @@ from store.artifacts import ArtifactRow, ChunkRow, replace  # noqa: E402
 from store.db import Database  # noqa: E402
 from store.migrate import migrate  # noqa: E402
 from store.schema import bind_embedder  # noqa: E402
-from store.search import Retriever, refresh_term_stats, sentence_units  # noqa: E402
+from store.search import Retriever, SearchSettings, refresh_term_stats, sentence_units  # noqa: E402
 from store.tokens import TokenCounter  # noqa: E402
 from sync.chunking import Chunker  # noqa: E402
 from sync.corpus import SCOPE, CorpusConnector  # noqa: E402
@@ -323,6 +323,9 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--rebuild", action="store_true", help="drop and rebuild the store")
     parser.add_argument("--agreement", action="store_true", help="compare rankings per question")
+    parser.add_argument(
+        "--postings", default="", help="extra keyword_postings budgets to compare, e.g. 4000,16000"
+    )
     args = parser.parse_args()
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="kb-bench-scale-"))
     settings = load_settings({"KB_DATA_DIR": str(data_dir)})
@@ -357,6 +360,9 @@ def main() -> None:
     queries = [everything[i] for i in picked]
     vectors = embedder.embed([q.text for q in queries], purpose="query")
     retrievers: dict[str, Any] = {"current": Retriever(db, counter)}
+    for budget in (int(b) for b in args.postings.split(",") if b):
+        settings = SearchSettings(keyword_postings=budget)
+        retrievers[f"postings {budget}"] = Retriever(db, counter, settings)
     if args.baseline != "none":
         base = baseline_retriever(args.baseline, db, counter)
         if base is not None:
