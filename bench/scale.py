@@ -162,13 +162,13 @@ def build(
     write_distractors(db, chunks - squad, counter, seed)
     timings["distractor_write_s"] = time.perf_counter() - started
     with db.connection() as conn:
-        conn.execute("SET maintenance_work_mem = '1GB'")
+        conn.execute("SET LOCAL maintenance_work_mem = '1GB'")
         started = time.perf_counter()
         conn.execute(GIN)
         timings["gin_build_s"] = time.perf_counter() - started
     log("GIN built")
     with db.connection() as conn:
-        conn.execute("SET maintenance_work_mem = '2GB'")
+        conn.execute("SET LOCAL maintenance_work_mem = '2GB'")
         started = time.perf_counter()
         conn.execute(HNSW)
         timings["hnsw_build_s"] = time.perf_counter() - started
