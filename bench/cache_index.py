@@ -43,6 +43,7 @@ def main() -> None:
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     out: dict[str, object] = {"units": args.units, "load": os.getloadavg()}
     with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
         register_vector(conn)
         conn.execute("DROP SCHEMA IF EXISTS bench_cache_index CASCADE")
         conn.execute("CREATE SCHEMA bench_cache_index")
