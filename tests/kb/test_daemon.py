@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -134,3 +136,46 @@ def test_the_daemon_syncs_at_start_and_stops_cleanly_when_told(daemon: Daemon) -
     runner.join(timeout=30)
     assert not runner.is_alive()
     assert done is not None and done["n"] == 2, "one scheduled run per source at start"
+
+
+def _scheduled_runs(db: Database) -> int:
+    with db.connection() as conn:
+        row = conn.execute(
+            "SELECT count(*) AS n FROM sync_runs WHERE trigger = 'schedule' AND status = 'ok'"
+        ).fetchone()
+    return int(row["n"]) if row else 0
+
+
+def _wait(condition: Callable[[], bool], timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_a_second_daemon_stands_by_runs_no_job_and_takes_over_when_the_first_stops(
+    daemon: Daemon, caplog: pytest.LogCaptureFixture
+) -> None:
+    second = dataclasses.replace(daemon, stop=threading.Event(), standby_poll_seconds=0.2)
+    first_runner = threading.Thread(target=daemon.run)
+    first_runner.start()
+    assert _wait(lambda: _scheduled_runs(daemon.db) == 2)
+    caplog.set_level(logging.INFO, logger="kb.daemon")
+    second_runner = threading.Thread(target=second.run)
+    second_runner.start()
+    try:
+        assert _wait(lambda: "stands by" in caplog.text)
+        time.sleep(1.0)
+        assert _scheduled_runs(daemon.db) == 2, "the standby ran no scheduled sync"
+        daemon.stop.set()
+        first_runner.join(timeout=30)
+        assert _wait(lambda: "takes over" in caplog.text)
+        assert _wait(lambda: _scheduled_runs(daemon.db) == 4), "the new daemon syncs at start"
+    finally:
+        daemon.stop.set()
+        second.stop.set()
+        first_runner.join(timeout=30)
+        second_runner.join(timeout=30)
+    assert not second_runner.is_alive()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -98,3 +99,16 @@ def test_an_unreachable_database_is_one_line_without_the_password() -> None:
     message = str(caught.value)
     assert "\n" not in message and "hunter2-secret" not in message
     assert "check DATABASE_URL" in message
+
+
+def test_the_embedded_server_runs_with_settings_sized_for_a_large_store(pg_url: str) -> None:
+    if os.environ.get("KB_TEST_DATABASE_URL"):
+        pytest.skip("the tests run on an external Postgres")
+    import psycopg
+
+    from store.db import EMBEDDED_SETTINGS
+
+    with psycopg.connect(pg_url) as conn:
+        for name in ("shared_buffers", "work_mem", "maintenance_work_mem"):
+            row = conn.execute(f"SHOW {name}").fetchone()
+            assert row is not None and row[0] == EMBEDDED_SETTINGS[name], name

@@ -7,7 +7,6 @@ one-transaction replace); the fake embedder hashes words, so texts sharing words
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +19,7 @@ from store.db import Database
 from store.passages import Passage
 from store.schema import bind_embedder
 from store.scope import Scope
-from store.search import Mode, Retriever, SearchSettings, refresh_term_stats, sentence_units
+from store.search import Mode, Retriever, SearchSettings, sentence_units
 from store.tokens import TokenCounter
 from sync.chunking import Chunker
 from sync.engine import SyncEngine
@@ -292,36 +291,6 @@ def test_term_stats_refresh_after_a_sync_changes_scores(rig: Rig) -> None:
     page = next(p for p in after if p.artifact_id == "confluence:2")
     assert page.score < before[0].score
     assert rig.count("SELECT ndoc FROM term_stats WHERE lexeme = 'wireguard'") == 9
-
-
-def test_two_syncs_finishing_together_both_refresh_the_keyword_statistics(rig: Rig) -> None:
-    # The daemon syncs Confluence and Jira at once; each run ends by recomputing the store's
-    # term statistics. The second must wait for the first, not collide with its rows.
-    rig.sync()
-    first = rig.db.pool.getconn()
-    try:
-        refresh_term_stats(first)  # open transaction: its new rows are not committed yet
-        failures: list[BaseException] = []
-
-        def second_run() -> None:
-            try:
-                with rig.db.connection() as conn:
-                    refresh_term_stats(conn)
-            except BaseException as exc:  # reported below, not lost in the thread
-                failures.append(exc)
-
-        worker = threading.Thread(target=second_run)
-        worker.start()
-        worker.join(timeout=1.0)
-        assert worker.is_alive(), "the second refresh waits for the first"
-        first.commit()
-        worker.join(timeout=30)
-        assert not worker.is_alive()
-        assert failures == []
-    finally:
-        rig.db.pool.putconn(first)
-    assert rig.count("SELECT ndoc FROM term_stats WHERE lexeme = 'wireguard'") == 1
-    assert rig.ids("WireGuard", mode="keyword")[0] == "confluence:2"
 
 
 def test_an_edit_is_searchable_at_once_and_the_old_text_is_gone(rig: Rig) -> None:

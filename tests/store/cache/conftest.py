@@ -18,7 +18,9 @@ from store.cache import CacheLimits, DiskAnswerCache, PostgresAnswerCache, Store
 from store.cache._core import CacheCore
 from store.db import Database
 
-BACKENDS = ["disk", "postgres"]
+# "postgres-indexed" is the Postgres backend made to search every scope through its HNSW
+# index (normally only scopes of more than 2,000 live units are), so the contract holds there.
+BACKENDS = ["disk", "postgres", "postgres-indexed"]
 CacheFactory = Callable[..., CacheCore]
 
 
@@ -40,6 +42,8 @@ def make_cache(
             cache = DiskAnswerCache(tmp_path / "answers", StoreHashes(db), **options)
         else:
             options.pop("compact_min_dead", None)
+            if request.param == "postgres-indexed":
+                options["exact_scan_limit"] = 0
             cache = PostgresAnswerCache(db, **options)
         opened.append(cache)
         return cache
