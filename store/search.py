@@ -148,7 +148,7 @@ WHERE c.chunk_id = ANY(%s) AND a.deleted_at IS NULL
 
 def refresh_term_stats(conn: Connection) -> None:
     """Called after a sync run that changed content. The statistics are kept by triggers on
-    every write (store/term_stats.py, migration 0008); this only checks they are in step
+    every write (store/term_stats.py, migration 0009); this only checks they are in step
     with the chunks (one count) and rebuilds them if a bulk load bypassed the triggers."""
     term_stats.refresh(conn)
 

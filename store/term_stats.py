@@ -1,7 +1,7 @@
 """Document frequencies of the chunks' lexemes and the corpus size, for BM25 (term_stats,
 corpus_stats).
 
-Kept current by triggers on ``chunks`` (migration 0008): each write adds or subtracts the
+Kept current by triggers on ``chunks`` (migration 0009): each write adds or subtracts the
 lexemes of the rows it touched, so a sync pays for what it changed, not for the corpus.
 ``rebuild`` recomputes everything from the chunks; it is for bulk loads that disabled the
 triggers, and it runs by itself when ``refresh`` finds the counts out of step.

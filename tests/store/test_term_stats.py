@@ -1,5 +1,5 @@
 """Term statistics (BM25's document frequencies) kept by the writes themselves (migration
-0008): after any mix of inserts, edits, deletes and concurrent writers they equal a full
+0009): after any mix of inserts, edits, deletes and concurrent writers they equal a full
 recompute over the chunks, and a bulk load that bypassed the triggers is caught and rebuilt.
 """
 
