@@ -16,6 +16,7 @@ from bot.answers import Turn
 from bot.condense import condense, condense_without_model
 from bot.extractive import ExtractiveAnswerer
 from bot.flow import Condenser, Flow
+from core.private_dir import ensure_private_dir
 from kb.settings import Settings
 from store.cache import AnswerCache, DiskAnswerCache, PostgresAnswerCache, StoreHashes
 from store.db import Database, start_embedded
@@ -43,10 +44,18 @@ def database_url(settings: Settings) -> str:
 
 
 def open_store(settings: Settings, *, schema: str = "public", pool_size: int = 8) -> Database:
-    """Connect (starting the embedded Postgres if needed) and apply pending migrations."""
+    """Connect (starting the embedded Postgres if needed) and apply pending migrations.
+    Every process opens the store at start: KB_DATA_DIR is checked (0700) here."""
+    ensure_private_dir(settings.data_dir)
     db = Database.open(database_url(settings), schema=schema, max_size=pool_size)
     migrate(db)
     return db
+
+
+def _private_dir(settings: Settings, name: str) -> Path:
+    """A folder of KB_DATA_DIR, both 0700: a cache library would create them 0755."""
+    ensure_private_dir(settings.data_dir)
+    return ensure_private_dir(settings.data_dir / name)
 
 
 def build_embedder(settings: Settings, *, memo: bool = True) -> Embedder:
@@ -68,7 +77,7 @@ def build_embedder(settings: Settings, *, memo: bool = True) -> Embedder:
         inner = LocalEmbedder()
     if not memo:
         return inner
-    return MemoEmbedder(inner, settings.data_dir / "embed-memo")
+    return MemoEmbedder(inner, _private_dir(settings, "embed-memo"))
 
 
 def open_bound_store(settings: Settings, embedder: Embedder, *, pool_size: int = 8) -> Database:
@@ -149,7 +158,7 @@ def build_cache(settings: Settings, db: Database) -> AnswerCache:
     """The answer cache: diskcache under KB_DATA_DIR (default) or Postgres (KB_CACHE)."""
     if settings.cache_backend == "postgres":
         return PostgresAnswerCache(db)
-    return DiskAnswerCache(settings.data_dir / "answer-cache", StoreHashes(db))
+    return DiskAnswerCache(_private_dir(settings, "answer-cache"), StoreHashes(db))
 
 
 def build_answerer(settings: Settings) -> tuple[Answerer, Condenser]:
