@@ -23,9 +23,9 @@ from store.db import Database, start_embedded
 from store.embedders import Embedder
 from store.embedders.local import LocalEmbedder
 from store.embedders.memo import MemoEmbedder
-from store.embedders.remote import OpenAIEmbedder, VoyageEmbedder
+from store.embedders.remote import HttpEmbedder, OpenAIEmbedder, VoyageEmbedder
 from store.migrate import migrate
-from store.schema import bind_embedder
+from store.schema import bind_embedder, stored_dimension
 from store.search import Retriever
 from store.tokens import TokenCounter
 from sync.chunking import Chunker
@@ -83,6 +83,12 @@ def build_embedder(settings: Settings, *, memo: bool = True) -> Embedder:
 def open_bound_store(settings: Settings, embedder: Embedder, *, pool_size: int = 8) -> Database:
     """Open the store and check (or fix, on first use) which embedder it belongs to."""
     db = open_store(settings, pool_size=pool_size)
+    inner = embedder.inner if isinstance(embedder, MemoEmbedder) else embedder
+    if isinstance(inner, HttpEmbedder):
+        # A model whose dimension is not built in learns it from the store, not a probe.
+        dimension = stored_dimension(db, inner.name)
+        if dimension is not None:
+            inner.assume_dimension(dimension)
     bind_embedder(db, embedder.identity)
     return db
 
