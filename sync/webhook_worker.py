@@ -1,10 +1,12 @@
 """The webhook worker: stored deliveries -> fetch the artifact -> the sync engine's gate.
 
 Webhook bodies are partial or stale, so a delivery is only a prompt: the worker fetches the
-artifact through its source's connector and hands the result (or its absence: deleted, trashed,
-moved out of the synced spaces) to :meth:`SyncEngine.sync_document`, which runs the checksum
-gate, the transactional upsert and the ChangeListener (the answer cache and its notices). A
-``deleted`` delivery is verified the same way: if the fetch still finds the page, it is live.
+artifact through its source's connector and hands the result (or its absence: deleted, trashed)
+to :meth:`SyncEngine.sync_document`, which runs the checksum gate, the transactional upsert and
+the ChangeListener (the answer cache and its notices). A ``deleted`` delivery is verified the
+same way: if the fetch still finds the page, it is live. What a scheduled sync would not index
+(outside the spaces, projects or JQL; restricted; a security level) is recorded as ignored,
+with the reason, and removed from the index if it was there.
 
 Per artifact, all pending deliveries are handled by one fetch, oldest first; the older ones
 are marked superseded, as are those received before that fetch started. Deliveries to one
