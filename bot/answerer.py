@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -30,6 +32,11 @@ NO_SOURCES_TEXT = (
 )
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_MAX_RETRIES = 2
+# The whole answer, retries and their pauses included: past this the user gets the extractive
+# answer instead (bot.fallback). A person in a channel gives up long before 100 s.
+DEFAULT_DEADLINE_S = 20.0
+_MIN_ATTEMPT_S = 1.0  # no retry is started with less time than this left
+_RETRYABLE_STATUS = frozenset({408, 409, 429})
 # Enough thread for the model to resolve references; older turns only cost tokens.
 HISTORY_TURNS = 6
 HISTORY_TURN_CHARS = 600
@@ -59,6 +66,11 @@ class ClaudeUnavailable(AnswerError):
     """A transient failure (overload, 5xx, rate limit, timeout, network): Refresh may work."""
 
 
+class ClaudeMisconfigured(AnswerError):
+    """An operator fault (a refused key, a model the key may not use or that does not exist):
+    no retry helps until someone changes a setting."""
+
+
 def make_client(
     api_key: str,
     base_url: str | None = None,
@@ -83,11 +95,13 @@ class ClaudeAnswerer:
         *,
         max_tokens: int = 1024,
         timeout: float = DEFAULT_TIMEOUT_S,
+        deadline: float = DEFAULT_DEADLINE_S,
     ) -> None:
         self._client = client
         self._model = model
         self._max_tokens = max_tokens
         self._timeout = timeout
+        self._deadline = deadline
 
     @property
     def model(self) -> str:
@@ -122,6 +136,7 @@ class ClaudeAnswerer:
             user=user,
             max_tokens=self._max_tokens,
             timeout=self._timeout,
+            deadline=self._deadline,
             stream=stream or on_text is not None,
             on_text=on_text,
         )
@@ -166,10 +181,65 @@ def complete(
     user: str,
     max_tokens: int,
     timeout: float,
+    deadline: float = DEFAULT_DEADLINE_S,
     stream: bool = False,
     on_text: Callable[[str], None] | None = None,
 ) -> str:
-    """One user turn to Claude; returns the reply's text or raises AnswerError."""
+    """One user turn to Claude; returns the reply's text or raises AnswerError.
+
+    Retries what the SDK would (connection errors, timeouts, 408/409/429/5xx/529) up to the
+    client's ``max_retries``, pausing as ``retry-after`` asks, but never past ``deadline``
+    seconds in all: the SDK's own retries (each with the full ``timeout``, pauses up to 60 s)
+    could keep a user waiting minutes. A stream that has delivered text is not retried.
+    """
+    give_up = time.monotonic() + deadline
+    single = client.with_options(max_retries=0)
+    attempt = 0
+    while True:
+        attempt_timeout = max(0.0, min(timeout, give_up - time.monotonic()))
+        delivered: list[str] = []
+        try:
+            return _complete_once(
+                single,
+                model=model,
+                system=system,
+                user=user,
+                max_tokens=max_tokens,
+                timeout=attempt_timeout,
+                give_up=give_up,
+                stream=stream,
+                on_text=on_text,
+                delivered=delivered,
+            )
+        except anthropic.APIError as err:
+            pause = _retry_pause(err, attempt)
+            if (
+                pause is None
+                or delivered
+                or attempt >= client.max_retries
+                or time.monotonic() + pause + _MIN_ATTEMPT_S > give_up
+            ):
+                raise _answer_error(
+                    err, client=client, model=model, timeout=attempt_timeout
+                ) from err
+        attempt += 1
+        log.info("Claude call failed (attempt %d); retrying in %.2f s", attempt, pause)
+        time.sleep(pause)
+
+
+def _complete_once(
+    client: anthropic.Anthropic,
+    *,
+    model: str,
+    system: str | list[TextBlockParam],
+    user: str,
+    max_tokens: int,
+    timeout: float,
+    give_up: float,
+    stream: bool,
+    on_text: Callable[[str], None] | None,
+    delivered: list[str],
+) -> str:
     messages: list[MessageParam] = [{"role": "user", "content": user}]
     try:
         if stream:
@@ -181,8 +251,15 @@ def complete(
                 timeout=timeout,
             ) as events:
                 for delta in events.text_stream:
+                    delivered.append(delta)
                     if on_text is not None:
                         _deliver(on_text, delta)
+                    if time.monotonic() > give_up:
+                        # The read timeout restarts with every event: a trickle needs this.
+                        raise ClaudeUnavailable(
+                            f"Claude did not finish within {timeout:g} s; press Refresh to "
+                            "try again."
+                        )
                 message: object = events.get_final_message()
         else:
             message = client.messages.create(
@@ -194,8 +271,6 @@ def complete(
             )
     except _CallbackFailed as failed:
         raise failed.__cause__ or failed from None
-    except anthropic.APIError as err:
-        raise _answer_error(err, client=client, model=model, timeout=timeout) from err
     except (json.JSONDecodeError, RuntimeError, KeyError, TypeError, IndexError) as err:
         # The SDK's parsing of a body or an event stream that is not what the API sends.
         log.warning("Claude sent an unreadable reply: %s", type(err).__name__)
@@ -203,6 +278,28 @@ def complete(
             "Claude's reply could not be read (malformed response); press Refresh to try again."
         ) from err
     return _text_of(message)
+
+
+def _retry_pause(err: anthropic.APIError, attempt: int) -> float | None:
+    """Seconds to wait before retrying ``err``, or None when a retry cannot help."""
+    if isinstance(err, anthropic.APIStatusError):
+        headers = err.response.headers
+        should = headers.get("x-should-retry")
+        if should == "false":
+            return None
+        status = err.status_code
+        if should != "true" and status not in _RETRYABLE_STATUS and status < 500:
+            return None
+        for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+            try:
+                asked = float(headers.get(name, "")) * scale
+            except ValueError:
+                continue
+            if 0 <= asked <= 60:
+                return asked
+    elif not isinstance(err, anthropic.APIConnectionError):  # timeouts are connection errors
+        return None
+    return float(min(0.5 * 2**attempt, 8.0)) * random.uniform(0.75, 1.0)
 
 
 def _deliver(on_text: Callable[[str], None], delta: str) -> None:
@@ -250,14 +347,18 @@ def _answer_error(
     elif isinstance(err, anthropic.APIConnectionError):
         error = ClaudeUnavailable("Couldn't connect to Claude; press Refresh to try again.")
     elif isinstance(err, anthropic.AuthenticationError):
-        error = AnswerError("Claude rejected the API key (HTTP 401); check ANTHROPIC_API_KEY.")
+        error = ClaudeMisconfigured(
+            "Claude rejected the API key (HTTP 401); check ANTHROPIC_API_KEY."
+        )
     elif isinstance(err, anthropic.PermissionDeniedError):
-        error = AnswerError(
+        error = ClaudeMisconfigured(
             f"Claude refused the request (HTTP 403); check that ANTHROPIC_API_KEY "
             f"may use model {model!r}."
         )
     elif isinstance(err, anthropic.NotFoundError):
-        error = AnswerError(f"Claude does not know the model {model!r} (HTTP 404); check KB_MODEL.")
+        error = ClaudeMisconfigured(
+            f"Claude does not know the model {model!r} (HTTP 404); check KB_MODEL."
+        )
     elif status == 529 or kind == "overloaded_error":
         error = ClaudeUnavailable(
             "Claude is overloaded right now; press Refresh to try again in a minute."

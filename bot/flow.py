@@ -17,9 +17,9 @@ from datetime import UTC, datetime
 import numpy as np
 import numpy.typing as npt
 
-from bot.answerer import Answerer, ClaudeUnavailable, Draft
-from bot.answers import UNAVAILABLE_TEXT, Answer, AnswerMode, SourceRef, Turn
-from core.errors import AnswerError
+from bot.answerer import Answerer, Draft
+from bot.answers import Answer, AnswerMode, SourceRef, Turn
+from bot.fallback import OpsReport, answer_or_fall_back
 from store.answer_sources import synced_at
 from store.cache import AnswerCache, Citation, Generated, Hit, Place, SourceVersion, Unit
 from store.cache import normalise as normalise_question
@@ -68,6 +68,7 @@ class Flow:
         self._condense = condense
         self._settings = settings or FlowSettings()
         self._clock = clock
+        self._ops_report = OpsReport(db)
 
     def answer(
         self,
@@ -124,19 +125,15 @@ class Flow:
             limit=self._settings.passages,
             token_budget=self._settings.token_budget,
         )
-        try:
-            draft = self._answerer.answer(standalone, passages, history)
-        except ClaudeUnavailable as exc:
-            log.warning("answer generation failed, the user can press Refresh: %s", exc)
-            draft = Draft(UNAVAILABLE_TEXT, (), "unavailable")
-        except AnswerError as exc:
-            # Not fixable by retrying (a refused key, an unknown model): say what to fix.
-            log.error("answer generation failed: %s", exc)
-            draft = Draft(f"I couldn't answer: {exc}", (), "unavailable")
+        # A failed model call falls back (extractive, or "can't answer" plus an ops alert).
+        attempt = answer_or_fall_back(
+            self._answerer, standalone, passages, history, report=self._ops_report
+        )
+        draft = attempt.draft
         text, sources, cited = _renumber(draft, passages)
         now = self._clock()
         unit: Unit | None = None
-        if draft.mode in _CACHEABLE:
+        if attempt.cacheable and draft.mode in _CACHEABLE:
             # Provenance is what was cited; an answer citing nothing depends on all it saw.
             basis = cited or passages
             unit = Unit(

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from waitress import wasyncore
-from waitress.server import create_server as waitress_create_server
 
+from core.http_server import ServerLimits
+from core.http_server import create_server as create_limited_server
 from store.db import Database
 
 if TYPE_CHECKING:
@@ -121,14 +122,10 @@ class RunningServer:
 
 
 def create_server(wsgi: WSGIApplication, host: str, port: int, *, threads: int = 8) -> Any:
-    return waitress_create_server(
-        wsgi,
-        host=host,
-        port=port,
-        threads=threads,
-        max_request_body_size=MAX_BODY,
-        ident="kb-bot",
-        clear_untrusted_proxy_headers=True,
+    # Header and body deadlines and thousands of connection slots: slow clients cannot
+    # starve the endpoint (core/http_server.py).
+    return create_limited_server(
+        wsgi, host, port, ServerLimits(threads=threads, max_body_bytes=MAX_BODY)
     )
 
 

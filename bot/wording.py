@@ -61,10 +61,8 @@ def vote_text(vote: Vote, previous: Vote | None) -> str:
 # --- labels on an answer --------------------------------------------------------------------------
 
 UNAVAILABLE_WARNING = f":warning: {UNAVAILABLE_TEXT}"
-EXTRACTIVE_NOTE = (
-    ":information_source: Quoted from the sources without an AI summary "
-    "(Claude isn't configured here)."
-)
+# The answer's first line says why it is quoted (no model configured, or the model failed).
+EXTRACTIVE_NOTE = ":information_source: Quoted from the sources without an AI summary."
 NO_SOURCES_NOTE = ":mag: Nothing in the sources this channel can use matched the question."
 
 

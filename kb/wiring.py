@@ -16,15 +16,16 @@ from bot.answers import Turn
 from bot.condense import condense, condense_without_model
 from bot.extractive import ExtractiveAnswerer
 from bot.flow import Condenser, Flow
+from core.private_dir import ensure_private_dir
 from kb.settings import Settings
 from store.cache import AnswerCache, DiskAnswerCache, PostgresAnswerCache, StoreHashes
 from store.db import Database, start_embedded
 from store.embedders import Embedder
 from store.embedders.local import LocalEmbedder
 from store.embedders.memo import MemoEmbedder
-from store.embedders.remote import OpenAIEmbedder, VoyageEmbedder
+from store.embedders.remote import HttpEmbedder, OpenAIEmbedder, VoyageEmbedder
 from store.migrate import migrate
-from store.schema import bind_embedder
+from store.schema import bind_embedder, stored_dimension
 from store.search import Retriever
 from store.tokens import TokenCounter
 from sync.chunking import Chunker
@@ -42,7 +43,9 @@ def database_url(settings: Settings) -> str:
 
 
 def open_store(settings: Settings, *, schema: str = "public", pool_size: int = 8) -> Database:
-    """Connect (starting the embedded Postgres if needed) and apply pending migrations."""
+    """Connect (starting the embedded Postgres if needed) and apply pending migrations.
+    Every process opens the store at start: KB_DATA_DIR is checked (0700) here."""
+    ensure_private_dir(settings.data_dir)
     db = Database.open(database_url(settings), schema=schema, max_size=pool_size)
     try:
         migrate(db)
@@ -50,6 +53,12 @@ def open_store(settings: Settings, *, schema: str = "public", pool_size: int = 8
         db.close()
         raise
     return db
+
+
+def _private_dir(settings: Settings, name: str) -> Path:
+    """A folder of KB_DATA_DIR, both 0700: a cache library would create them 0755."""
+    ensure_private_dir(settings.data_dir)
+    return ensure_private_dir(settings.data_dir / name)
 
 
 def build_embedder(settings: Settings, *, memo: bool = True) -> Embedder:
@@ -71,7 +80,7 @@ def build_embedder(settings: Settings, *, memo: bool = True) -> Embedder:
         inner = LocalEmbedder()
     if not memo:
         return inner
-    return MemoEmbedder(inner, settings.data_dir / "embed-memo")
+    return MemoEmbedder(inner, _private_dir(settings, "embed-memo"))
 
 
 def open_bound_store(
@@ -80,6 +89,12 @@ def open_bound_store(
     """Open the store and check (or fix, on first use) which embedder it belongs to."""
     db = open_store(settings, pool_size=pool_size, schema=schema)
     try:
+        inner = embedder.inner if isinstance(embedder, MemoEmbedder) else embedder
+        if isinstance(inner, HttpEmbedder):
+            # A model whose dimension is not built in learns it from the store, not a probe.
+            dimension = stored_dimension(db, inner.name)
+            if dimension is not None:
+                inner.assume_dimension(dimension)
         bind_embedder(db, embedder.identity)
     except BaseException:
         db.close()
@@ -164,7 +179,7 @@ def build_cache(settings: Settings, db: Database, *, directory: Path | None = No
     """The answer cache: diskcache under KB_DATA_DIR (default) or Postgres (KB_CACHE)."""
     if settings.cache_backend == "postgres":
         return PostgresAnswerCache(db)
-    return DiskAnswerCache(directory or settings.data_dir / "answer-cache", StoreHashes(db))
+    return DiskAnswerCache(directory or _private_dir(settings, "answer-cache"), StoreHashes(db))
 
 
 def build_answerer(settings: Settings) -> tuple[Answerer, Condenser]:

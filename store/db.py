@@ -9,6 +9,7 @@ store's schema, so one database can hold several isolated stores (tests, ``kb ev
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from core.errors import StoreError
+from core.private_dir import ROOT_TRAVERSABLE_MODE, ensure_private_dir
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 Connection = psycopg.Connection[dict[str, Any]]
@@ -33,7 +35,7 @@ def start_embedded(data_dir: Path, *, ephemeral: bool = False) -> str:
 
     ``ephemeral`` deletes the database when the last process using it exits (tests, benches).
     """
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    ensure_private_dir(data_dir)  # 0700 even when it existed; Postgres makes pg/ 0700 itself
     with warnings.catch_warnings():
         # platformdirs warns at import when XDG_RUNTIME_DIR is unset (CI, containers).
         warnings.simplefilter("ignore")
@@ -55,6 +57,10 @@ def start_embedded(data_dir: Path, *, ephemeral: bool = False) -> str:
             f"could not start the embedded Postgres in {data_dir / 'pg'}: {exc}; "
             "check the folder is writable, or set DATABASE_URL to a Postgres with pgvector"
         ) from exc
+    if os.geteuid() == 0:
+        # pgserver runs Postgres as its own user and opened KB_DATA_DIR to everyone (o+rx)
+        # on the way to pg/; passing through is all that user needs.
+        os.chmod(data_dir, ROOT_TRAVERSABLE_MODE)
     return str(server.get_uri())
 
 

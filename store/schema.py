@@ -51,3 +51,11 @@ def bound_embedder(db: Database) -> EmbedderIdentity | None:
     with db.connection() as conn:
         row = conn.execute("SELECT embedder, dimension FROM store_meta").fetchone()
     return None if row is None else EmbedderIdentity(row["embedder"], row["dimension"])
+
+
+def stored_dimension(db: Database, name: str) -> int | None:
+    """The dimension the store was built with, if embedder ``name`` built it: an embedder
+    whose dimension is not built in takes it from here instead of probing at every start."""
+    with db.connection() as conn:
+        row = conn.execute("SELECT embedder, dimension FROM store_meta").fetchone()
+    return int(row["dimension"]) if row is not None and row["embedder"] == name else None

@@ -266,8 +266,8 @@ def as_int(value: object) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        return int(value)  # ASCII only: int("²") raises although "²".isdigit()
     return None
 
 

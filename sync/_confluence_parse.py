@@ -49,8 +49,10 @@ def artifact_id(page_id: str) -> str:
 
 
 def page_id_of(artifact: str) -> str:
-    """The page id of ``confluence:<id>``; ids are numeric, which also keeps them URL-safe."""
-    if not artifact.startswith(_PREFIX) or not artifact[len(_PREFIX) :].isdigit():
+    """The page id of ``confluence:<id>``; ids are ASCII digits, which also keeps them URL-safe
+    (``str.isdigit`` alone accepts "²" and Arabic-Indic digits)."""
+    page_id = artifact[len(_PREFIX) :]
+    if not artifact.startswith(_PREFIX) or not (page_id.isascii() and page_id.isdigit()):
         raise ValueError(f"not a Confluence artifact id: {artifact!r}")
     return artifact[len(_PREFIX) :]
 
@@ -58,7 +60,7 @@ def page_id_of(artifact: str) -> str:
 def content_id(raw: Mapping[str, Any]) -> str | None:
     """``id`` as text: an int in v1 and older webhooks, a string in v2 and newer ones."""
     value = as_str(raw.get("id"))
-    return value if value is not None and value.isdigit() else None
+    return value if value is not None and value.isascii() and value.isdigit() else None
 
 
 def content_status(raw: Mapping[str, Any]) -> str:

@@ -70,7 +70,8 @@ def artifact_id(key: str) -> str:
 
 
 def is_issue_key(value: str) -> bool:
-    return bool(_KEY_RE.match(value))
+    # fullmatch: ``$`` would also accept a key followed by a newline.
+    return bool(_KEY_RE.fullmatch(value))
 
 
 def key_of(artifact: str) -> str:

@@ -1,7 +1,7 @@
-"""The waitress server of the webhook listener: its limits, and running it on a thread.
+"""The webhook listener's server: core.http_server's policy, and running it on a thread.
 
-waitress reads each request whole in its I/O thread before a worker thread runs the app, so a
-slow sender (slow-loris) holds a socket, never a thread; the limits below bound the rest.
+Slow senders (slow-loris) are held off by :mod:`core.http_server`: header and body deadlines
+and thousands of connection slots; the body limits below are the listener's own.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from typing import Any
 from wsgiref.types import WSGIApplication
 
 from waitress import wasyncore
-from waitress.server import create_server
 from waitress.trigger import trigger as Trigger
+
+from core.http_server import ServerLimits, create_server
 
 MAX_BODY = 1 << 20  # the listener's limit: Atlassian bodies are a few KiB, never a page body
 # waitress refuses larger bodies itself, from Content-Length before reading them and while
@@ -24,9 +25,9 @@ _HEADER_LIMIT = 16 << 10
 class WebhookServer:
     """A waitress server for the listener, which can run in a thread and be stopped cleanly."""
 
-    def __init__(self, app: WSGIApplication, host: str, port: int, **adjustments: Any) -> None:
+    def __init__(self, app: WSGIApplication, host: str, port: int, limits: ServerLimits) -> None:
         self._map: dict[int, Any] = {}
-        server: Any = create_server(app, map=self._map, host=host, port=port, **adjustments)
+        server: Any = create_server(app, host, port, limits, socket_map=self._map)
         self._server = server
         # Stopping must happen on the I/O loop's own thread: a trigger runs it there.
         socket_map: Any = self._map  # the stubs type the trigger's map differently
@@ -95,29 +96,24 @@ def serve_webhooks(
     port: int,
     *,
     threads: int = 8,
-    connection_limit: int = 200,
-    channel_timeout: int = 30,
+    connection_limit: int = ServerLimits.connection_limit,
+    channel_timeout: int = ServerLimits.idle_timeout,
 ) -> WebhookServer:
-    """A waitress server for ``app`` bound to ``host:port`` (port 0: any free port); call
+    """A server for ``app`` bound to ``host:port`` (port 0: any free port); call
     ``.start()`` to serve on a thread, or ``.run()`` to block, and ``.close()`` to stop.
 
-    Limits: request headers 16 KiB (431 beyond); bodies over 1 MiB + 64 KiB refused by waitress
-    from Content-Length before they are read, and while de-chunking; whole requests are
-    buffered in memory, never spilled to a temp file (bodies may hold personal data); a
-    connection idle for ``channel_timeout`` seconds is closed; at most ``connection_limit``
-    connections at once. Slow senders cost a socket, never a worker thread.
+    Limits (core.http_server): request headers 16 KiB (431 beyond) within 10 s of a request's
+    first byte, the whole request within 30 s; bodies over 1 MiB + 64 KiB refused from
+    Content-Length before they are read, and while de-chunking; whole requests buffered in
+    memory, never spilled to a temp file (bodies may hold personal data); a connection idle
+    for ``channel_timeout`` seconds is closed; up to ``connection_limit`` connections at once.
+    Slow senders cost a socket for a bounded time, never a worker thread.
     """
-    return WebhookServer(
-        app,
-        host,
-        port,
+    limits = ServerLimits(
         threads=threads,
         connection_limit=connection_limit,
-        channel_timeout=channel_timeout,
-        max_request_header_size=_HEADER_LIMIT,
-        max_request_body_size=_SERVER_BODY_LIMIT,
-        inbuf_overflow=_SERVER_BODY_LIMIT + _HEADER_LIMIT,
-        asyncore_use_poll=True,
-        expose_tracebacks=False,
-        ident="kb-bot",
+        idle_timeout=channel_timeout,
+        max_header_bytes=_HEADER_LIMIT,
+        max_body_bytes=_SERVER_BODY_LIMIT,
     )
+    return WebhookServer(app, host, port, limits)

@@ -68,7 +68,14 @@ from sync._confluence_parse import (
     v1_results,
     v2_results,
 )
-from sync.source import ScopeListing, SourceConnector, SourceDocument, SourceName, SourceSpec
+from sync.source import (
+    OutsideSelection,
+    ScopeListing,
+    SourceConnector,
+    SourceDocument,
+    SourceName,
+    SourceSpec,
+)
 
 __all__ = [
     "ConfluenceConnector",
@@ -151,15 +158,17 @@ class ConfluenceConnector(PooledConnector):
         return ScopeListing(scope_key=scope_key, artifact_ids=frozenset(ids))
 
     def fetch(self, artifact_id: str) -> SourceDocument | None:
-        """The page, or None when it is gone, not current (trashed, draft, archived), not a
-        page, or outside the configured spaces (moved away: for the index, gone)."""
+        """The page, or None when it is gone, not current (trashed, draft, archived) or not a
+        page; raises OutsideSelection when it lies outside ``CONFLUENCE_SPACES``. Read
+        restrictions are the engine's to apply, as in a scheduled sync."""
         page_id = page_id_of(artifact_id)
         document = self._fetch_cloud(page_id) if self._cloud else self._fetch_dc(page_id)
         if document is None:
             return None
         if document.scope_key.upper() not in {space.upper() for space in self._spaces}:
-            log.info("%s is in space %s, which is not synced", artifact_id, document.scope_key)
-            return None
+            raise OutsideSelection(
+                f"{artifact_id} is in space {document.scope_key}, which is not synced"
+            )
         return document
 
     # --- listings --------------------------------------------------------------------------

@@ -49,7 +49,14 @@ from sync._jira_parse import (
     rich_text,
     strip_order_by,
 )
-from sync.source import ScopeListing, SourceConnector, SourceDocument, SourceName, SourceSpec
+from sync.source import (
+    OutsideSelection,
+    ScopeListing,
+    SourceConnector,
+    SourceDocument,
+    SourceName,
+    SourceSpec,
+)
 from sync.webhook_events import WebhookChange
 
 __all__ = [
@@ -129,9 +136,11 @@ class JiraConnector(PooledConnector):
         return ScopeListing(scope_key=scope_key, artifact_ids=frozenset(ids))
 
     def fetch(self, artifact_id: str) -> SourceDocument | None:
-        """The issue, or None when it is gone, was moved to another key (the old id no longer
-        exists; the new key is synced under its own id), or is outside ``JIRA_PROJECTS``.
-        With ``JIRA_JQL`` the issue is not re-checked against the JQL."""
+        """The issue, or None when it is gone or was moved to another key (the old id no
+        longer exists; the new key is synced under its own id). Raises OutsideSelection when
+        a scheduled sync would not index it: its project is not in ``JIRA_PROJECTS``, or
+        ``key = KEY AND (<JIRA_JQL>)`` finds nothing (one key-only search). Security levels
+        are the engine's to apply, as in a scheduled sync."""
         key = key_of(artifact_id)
         raw = self._http.get_or_none(f"{self._api}/issue/{key}", {"fields": ",".join(FIELDS)})
         if raw is None:
@@ -144,8 +153,14 @@ class JiraConnector(PooledConnector):
             return None
         document = parse_issue(raw, base_url=self._base, comments=self._comments(found, raw))
         if self._projects and document.scope_key.upper() not in {p.upper() for p in self._projects}:
-            log.info("%s is in project %s, which is not synced", artifact_id, document.scope_key)
-            return None
+            raise OutsideSelection(
+                f"{artifact_id} is in project {document.scope_key}, which is not synced"
+            )
+        if self._jql is not None:
+            # The same JQL a scheduled run searches with, narrowed to this one issue.
+            matched = next(self._search(f"key = {found} AND ({self._jql})", ("key",), 1), ())
+            if not any(issue_key(hit) == found for hit in matched):
+                raise OutsideSelection(f"{artifact_id} does not match JIRA_JQL")
         return document
 
     # --- internals -------------------------------------------------------------------------

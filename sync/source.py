@@ -75,7 +75,11 @@ class SourceConnector(Protocol):
         ...
 
     def fetch(self, artifact_id: str) -> SourceDocument | None:
-        """One artifact by id, or None when it no longer exists (deleted, trashed, purged)."""
+        """One artifact by id, or None when it no longer exists (deleted, trashed, purged).
+
+        Raises :class:`OutsideSelection` when it exists but a scheduled sync would not index
+        it (another space or project, or not matched by the JQL).
+        """
         ...
 
 
@@ -137,3 +141,11 @@ class SourceSpec:
     def event_of(self, path_event: str | None, payload: Mapping[str, Any]) -> str:
         named = path_event or payload.get(self.event_field)
         return named if isinstance(named, str) else ""
+
+
+class OutsideSelection(Exception):
+    """A fetched artifact lies outside the configured selection (spaces, projects, JQL).
+
+    Not a failure: a webhook for it is recorded as ignored, and the artifact is removed if it
+    was indexed before, exactly as the next full sync would remove it.
+    """

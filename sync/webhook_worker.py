@@ -1,10 +1,12 @@
 """The webhook worker: stored deliveries -> fetch the artifact -> the sync engine's gate.
 
 Webhook bodies are partial or stale, so a delivery is only a prompt: the worker fetches the
-artifact through its source's connector and hands the result (or its absence: deleted, trashed,
-moved out of the synced spaces) to :meth:`SyncEngine.sync_document`, which runs the checksum
-gate, the transactional upsert and the ChangeListener (the answer cache and its notices). A
-``deleted`` delivery is verified the same way: if the fetch still finds the page, it is live.
+artifact through its source's connector and hands the result (or its absence: deleted, trashed)
+to :meth:`SyncEngine.sync_document`, which runs the checksum gate, the transactional upsert and
+the ChangeListener (the answer cache and its notices). A ``deleted`` delivery is verified the
+same way: if the fetch still finds the page, it is live. What a scheduled sync would not index
+(outside the spaces, projects or JQL; restricted; a security level) is recorded as ignored,
+with the reason, and removed from the index if it was there.
 
 Per artifact, all pending deliveries are handled by one fetch, oldest first; the older ones
 are marked superseded, as are those received before that fetch started. Deliveries to one
@@ -37,7 +39,7 @@ from store import outbox, webhook_events
 from store.db import Connection, Database
 from store.webhook_events import PendingEvent
 from sync.engine import SyncEngine
-from sync.source import SourceConnector
+from sync.source import OutsideSelection, SourceConnector
 
 log = logging.getLogger(__name__)
 
@@ -162,12 +164,19 @@ class WebhookWorker:
         fetch_started = webhook_events.db_now(conn)
         started = time.monotonic()
         error: str | None = None
+        ignored: str | None = None  # why a scheduled sync would not index it either
         outcome = "failed"
         try:
-            document = connector.fetch(artifact_id)
+            try:
+                document = connector.fetch(artifact_id)
+            except OutsideSelection as outside:
+                ignored, document = str(outside), None  # absent: removed if it was indexed
             outcome = self._engine.sync_document(document, artifact_id)
             if outcome == "failed":
                 error = "the sync engine could not index it (see the daemon log)"
+            elif document is not None and document.restricted and outcome in ("deleted", "skipped"):
+                # The engine applied the restriction rule (kept out, removed if indexed).
+                ignored = f"{artifact_id} has read restrictions or a security level"
         except KbError as exc:  # messages name the service and status, never a secret
             error = str(exc)
         except psycopg.Error as exc:
@@ -176,8 +185,15 @@ class WebhookWorker:
             log.exception("processing the webhook event for %s failed", artifact_id)
             error = f"{type(exc).__name__}: {exc}"
         if error is None:
+            if ignored is not None and outcome == "deleted":
+                ignored += "; removed from the index"
             with conn.transaction():
-                webhook_events.mark_done(conn, latest.event_id, outcome)
+                if ignored is None:
+                    webhook_events.mark_done(conn, latest.event_id, outcome)
+                else:
+                    webhook_events.mark_finished_with_error(
+                        conn, latest.event_id, "ignored", attempts, ignored[:_ERROR_LIMIT]
+                    )
                 covered = webhook_events.supersede_covered(
                     conn, source, artifact_id, latest.event_id, fetch_started
                 )
@@ -185,7 +201,7 @@ class WebhookWorker:
                 "webhook %s for %s: %s in %.0f ms (%d deliveries)",
                 latest.event,
                 artifact_id,
-                outcome,
+                outcome if ignored is None else f"ignored ({ignored})",
                 (time.monotonic() - started) * 1000,
                 len(events) + covered,
             )

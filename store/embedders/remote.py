@@ -60,11 +60,23 @@ class HttpEmbedder:
         self._dimension: int | None = KNOWN_DIMENSIONS.get(model)
 
     @property
+    def name(self) -> str:
+        """The identity's name, known without a call to the server."""
+        return f"{self.kind}:{self._model}"
+
+    @property
     def identity(self) -> EmbedderIdentity:
         if self._dimension is None:
-            # Unknown model: ask the server once; every vector after must match.
+            # Unknown model, and no store told us (assume_dimension): ask the server once;
+            # every vector after must match.
             self._dimension = int(self.embed(["dimension probe"]).shape[1])
-        return EmbedderIdentity(f"{self.kind}:{self._model}", self._dimension)
+        return EmbedderIdentity(self.name, self._dimension)
+
+    def assume_dimension(self, dimension: int) -> None:
+        """The dimension stored with the database this model built: no probe is sent, and
+        every vector must still match it."""
+        if self._dimension is None:
+            self._dimension = dimension
 
     kind = "http"
 

@@ -13,7 +13,7 @@ from fakes.atlassian import FakeConfluence
 from core.errors import AuthError, BadResponse, RemoteError, SettingsError
 from core.http import RetryPolicy
 from sync.confluence import ConfluenceConnector
-from sync.source import FetchFailure, SourceDocument
+from sync.source import FetchFailure, OutsideSelection, SourceDocument
 
 FAST = RetryPolicy(attempts=3, base_delay=0.01, max_delay=2.0)
 T0 = datetime(2026, 10, 14, 9, 0, tzinfo=UTC)
@@ -164,11 +164,14 @@ def test_trashed_and_purged_pages_are_absent_and_fetch_none(cloud: FakeConfluenc
         assert connector.fetch(f"confluence:{trashed.id}") is not None
 
 
-def test_fetch_of_a_page_outside_the_synced_spaces_is_none(cloud: FakeConfluence) -> None:
+def test_fetch_of_a_page_outside_the_synced_spaces_is_outside_the_selection(
+    cloud: FakeConfluence,
+) -> None:
     page = cloud.add_page("ENG", "Moving")
     cloud.edit_page(page.id, space_key="HR")
     with connect(cloud) as connector:
-        assert connector.fetch(f"confluence:{page.id}") is None
+        with pytest.raises(OutsideSelection, match="space HR"):
+            connector.fetch(f"confluence:{page.id}")
         with pytest.raises(ValueError):
             connector.fetch("jira:ENG-1")
 

@@ -14,7 +14,7 @@ from fakes.atlassian import FakeJira
 from core.errors import AuthError, BadResponse, RemoteError
 from core.http import RetryPolicy
 from sync.jira import JiraConnector
-from sync.source import FetchFailure, SourceDocument
+from sync.source import FetchFailure, OutsideSelection, SourceDocument
 
 FAST = RetryPolicy(attempts=3, base_delay=0.01, max_delay=2.0)
 T0 = datetime(2026, 10, 14, 15, 0, tzinfo=UTC)
@@ -192,7 +192,8 @@ def test_cloud_fetch_list_ids_deleted_moved_and_foreign_issues(cloud: FakeJira) 
         doc = connector.fetch(f"jira:{kept.key}")
         assert connector.fetch(f"jira:{deleted.key}") is None
         assert connector.fetch(f"jira:{old_key}") is None  # Jira answers with HR-1 now
-        assert connector.fetch(f"jira:{moved.key}") is None  # HR is not synced
+        with pytest.raises(OutsideSelection, match="project HR"):
+            connector.fetch(f"jira:{moved.key}")  # HR is not synced
         with pytest.raises(ValueError):
             connector.fetch("confluence:123")
     assert listing.artifact_ids == {f"jira:{kept.key}"}
