@@ -11,7 +11,6 @@ import logging
 from typing import Any, Literal
 
 from bot.answers import Answer, AnswerFlow
-from store import metrics, webhook_events
 from store.db import Connection, Database
 
 log = logging.getLogger(__name__)
@@ -99,25 +98,6 @@ def queue_sync_request(
     row = conn.execute(INSERT_SYNC_REQUEST, (source, scopes, json.dumps(requested_by))).fetchone()
     assert row is not None
     return int(row["request_id"])
-
-
-def metrics_snapshot(db: Database) -> dict[str, int]:
-    """The bot's figures as a flat dict (counters ``*_total``, votes, threads, outbox states),
-    read by :mod:`store.metrics`, the one place that counts them."""
-    out: dict[str, int] = {}
-    with db.connection() as conn:
-        rows = metrics.bot_rows(conn)
-        outbox_rows = conn.execute(webhook_events.METRIC_OUTBOX).fetchall()
-    for row in rows["counters"]:
-        out[f"{row['name']}_total"] = int(row["value"])
-    for row in rows["votes"]:
-        out[f"{row['platform']}_feedback_{row['vote']}"] = int(row["n"])
-    for row in rows["threads"]:
-        out[f"{row['platform']}_threads_answered"] = int(row["n"])
-    for row in outbox_rows:
-        out[f"outbox_{row['kind']}_{row['state']}"] = int(row["n"])
-    out["outbox_in_flight"] = int(rows["in_flight"][0]["n"]) if rows["in_flight"] else 0
-    return out
 
 
 def after_post(

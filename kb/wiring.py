@@ -1,7 +1,7 @@
 """The composition root: the one place where settings become objects.
 
 Commands open them through :func:`kb.runtime.open_runtime`; nothing below ``kb/`` reads the
-environment or opens a connection on import (docs/ARCHITECTURE.md, "Packages").
+environment or opens a connection on import (docs/ARCHITECTURE.md, "Layers").
 """
 
 from __future__ import annotations

@@ -13,9 +13,6 @@ from typing import Any
 from store import outbox
 from store.db import Connection
 
-# Kept so callers that plant raw rows (tests) keep working; code queues typed messages.
-enqueue = outbox.enqueue_json
-
 GET_CURSOR = "SELECT cursor FROM sync_cursors WHERE source = %s AND scope_key = %s"
 
 SET_CURSOR = """

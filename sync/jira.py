@@ -54,7 +54,6 @@ from sync.source import (
     ScopeListing,
     SourceConnector,
     SourceDocument,
-    SourceName,
     SourceSpec,
 )
 from sync.webhook_events import WebhookChange
@@ -113,7 +112,7 @@ class JiraConnector(PooledConnector):
     # --- SourceConnector -----------------------------------------------------------------
 
     @property
-    def source(self) -> SourceName:
+    def source(self) -> str:
         return "jira"
 
     def scopes(self) -> tuple[str, ...]:

@@ -1,5 +1,5 @@
 """Slack's inbound side: the Bolt app, translating events, ``/kb-sync`` and button clicks into
-calls on :class:`bot.conversation.Inbound` (docs/ARCHITECTURE.md, "Slack behaviour").
+calls on :class:`bot.conversation.Inbound` (docs/ARCHITECTURE.md, "Chat behaviour").
 
 Bolt acknowledges events before its listeners run; listeners only translate and hand over,
 and the slow part (the answer flow, Slack posts) runs on the conversation's pool, so a burst

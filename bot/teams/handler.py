@@ -1,5 +1,5 @@
 """Teams' inbound side: ``POST /api/messages`` translated into calls on
-:class:`bot.conversation.Inbound` (docs/ARCHITECTURE.md, "Teams").
+:class:`bot.conversation.Inbound` (docs/ARCHITECTURE.md, "Chat behaviour").
 
 Bot Framework REST with httpx and PyJWT, synchronous with threads like the rest of ``kb bot``
 (see the README for why not the async Teams SDK). A request is authenticated first (see

@@ -11,8 +11,8 @@ import pytest
 from fakes.flow import FakeFlow
 from fakes.slack_api import ADMIN, RunningBot, reset_bot_tables, running_bot
 
-from bot import bot_state
 from store.db import Database
+from store.metrics import series, store_metrics
 
 
 @pytest.fixture
@@ -199,6 +199,8 @@ def test_votes_are_stored_once_per_user_and_changeable(
         (unit, "UHUMAN", "not_helpful"),
         (unit, "UOTHER", "helpful"),
     ]
-    metrics = bot_state.metrics_snapshot(db)
-    assert metrics["slack_feedback_helpful"] == 1 and metrics["slack_feedback_not_helpful"] == 1
-    assert metrics["slack_answers_posted_total"] == 1
+    metrics = store_metrics(db)
+    helpful = series("kb_feedback_votes", platform="slack", vote="helpful")
+    not_helpful = series("kb_feedback_votes", platform="slack", vote="not_helpful")
+    assert metrics[helpful] == 1 and metrics[not_helpful] == 1
+    assert metrics["kb_slack_answers_posted_total"] == 1

@@ -24,6 +24,7 @@ from bot import bot_state
 from bot.host import start_http_server
 from kb.chat_wiring import build_slack
 from store.db import Database
+from store.metrics import store_metrics
 from store.scope import Scope
 
 
@@ -311,7 +312,7 @@ def test_slack_retries_are_never_answered_twice(
     _settle(bot, 0.5)
     assert len(bot.slack.calls_to("chat.postMessage")) == 1
     assert len(flow.calls) == 1
-    assert bot_state.metrics_snapshot(db)["slack_retries_ignored_total"] == 2
+    assert store_metrics(db)["kb_slack_retries_ignored_total"] == 2
 
 
 def test_empty_mention_gets_a_hint(bot: RunningBot, flow: FakeFlow) -> None:

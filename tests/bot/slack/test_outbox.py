@@ -13,12 +13,12 @@ from fakes.flow import FakeFlow
 from fakes.slack_api import FakeSlack, reset_bot_tables, running_bot
 from slack_sdk import WebClient
 
-from bot import bot_state
 from bot.outbox import OutboxDeliverer, OutboxPolicy
 from bot.platform import ActionValue, SourceNotice
 from bot.slack.platform import SlackPlatform
-from store import sync_state
+from store import outbox, sync_state
 from store.db import Database
+from store.metrics import series, store_metrics
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ def _notice(n: int = 1, **changes: Any) -> dict[str, Any]:
 
 def _enqueue(db: Database, kind: str, payload: dict[str, Any], key: str | None = None) -> None:
     with db.connection() as conn:
-        sync_state.enqueue(
+        outbox.enqueue_json(
             conn, kind, key or f"{kind}:{json.dumps(payload, sort_keys=True)}", payload
         )
 
@@ -255,7 +255,7 @@ def test_failures_back_off_then_die_and_permanent_errors_die_at_once(
         time.sleep(0.02)
     assert row is not None and row["attempts"] == 3 and row["dead_at"] is not None
     assert len(slack.calls_to("chat.postMessage", ok_only=False)) == 4
-    assert bot_state.metrics_snapshot(db)["outbox_notice_dead"] == 2
+    assert store_metrics(db)[series("kb_outbox_messages", kind="notice", state="dead")] == 2
 
 
 class SimulatedCrash(BaseException):
@@ -298,7 +298,7 @@ def test_unknown_outcome_is_checked_not_blindly_resent(db: Database, slack: Fake
     _enqueue(db, "notice", _notice())
     assert _deliverer(db, _platform(slack)).deliver_due(10) == 0
     with db.connection() as conn:
-        assert bot_state.metrics_snapshot(db)["outbox_in_flight"] == 1
+        assert store_metrics(db)["kb_outbox_in_flight"] == 1
         assert conn.execute("SELECT count(*) AS n FROM outbox_claims").fetchone() == {"n": 1}
     later = _deliverer(db, _platform(slack), policy=OutboxPolicy(lease_seconds=0))
     assert later.deliver_due(10) == 1
@@ -328,7 +328,7 @@ def test_restart_between_batches_and_concurrent_deliverers(db: Database, slack: 
         thread.join()
     threads_posted = [c.args["thread_ts"] for c in slack.calls_to("chat.postMessage")]
     assert sorted(threads_posted) == sorted(f"1700000000.{n:06d}" for n in range(1, 21))
-    assert bot_state.metrics_snapshot(db)["outbox_notice_sent"] == 20
+    assert store_metrics(db)[series("kb_outbox_messages", kind="notice", state="sent")] == 20
 
 
 def test_run_forever_delivers_until_stopped(db: Database, slack: FakeSlack) -> None:

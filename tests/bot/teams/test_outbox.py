@@ -24,7 +24,7 @@ from fakes.teams import (
 from bot.outbox import OutboxDeliverer, OutboxPolicy
 from bot.platform import ActionValue
 from bot.teams.platform import TeamsPlatform, build_teams_platform
-from store import sync_state
+from store import outbox, sync_state
 from store.db import Database
 
 FAST = OutboxPolicy(base_delay=0.05, max_delay=0.2, max_attempts=3, lease_seconds=60)
@@ -77,7 +77,7 @@ def _notice_from_post(flow: FakeFlow, **changes: Any) -> dict[str, Any]:
 
 def _enqueue(db: Database, kind: str, payload: dict[str, Any]) -> None:
     with db.connection() as conn:
-        sync_state.enqueue(conn, kind, f"{kind}:{json.dumps(payload, sort_keys=True)}", payload)
+        outbox.enqueue_json(conn, kind, f"{kind}:{json.dumps(payload, sort_keys=True)}", payload)
 
 
 def _row(db: Database) -> dict[str, Any]:
