@@ -181,3 +181,33 @@ def _units(text: str) -> list[str]:
     for line in text.splitlines():
         units.extend(s for s in _SENTENCE_END.split(line) if s.strip())
     return units
+
+
+_MIN_WORDS = 4  # shorter lines (list bullets, headings, labels) join the next unit
+_MAX_UNITS = 32  # more (long lists, code) are merged into this many runs
+
+
+def sentence_units(text: str) -> tuple[str, ...]:
+    """What is embedded, one by one, beside a chunk: its sentences (lines, split at sentence
+    ends), fragments under four words joined to their neighbour, at most 32 per chunk."""
+    units: list[str] = []
+    carry = ""
+    for line in text.splitlines():
+        for piece in _SENTENCE_END.split(line.strip()):
+            piece = f"{carry} {piece.strip()}".strip()
+            if len(piece.split()) < _MIN_WORDS:
+                carry = piece
+                continue
+            units.append(piece)
+            carry = ""
+    if carry:
+        if units:
+            units[-1] = f"{units[-1]} {carry}"
+        else:
+            units.append(carry)
+    if len(units) > _MAX_UNITS:
+        step = len(units) / _MAX_UNITS
+        units = [
+            " ".join(units[round(i * step) : round((i + 1) * step)]) for i in range(_MAX_UNITS)
+        ]
+    return tuple(units)
