@@ -29,11 +29,12 @@ from core.errors import KbError
 from store import artifacts, sync_state
 from store.artifacts import ArtifactRow, ArtifactState, ChunkRow
 from store.db import Database
-from store.embedders import Embedder, Vectors
+from store.embedders import Embedder
 from store.search import refresh_term_stats
 from store.sync_state import RunCounts
 from sync._prefetch import Prefetcher
 from sync.chunking import Chunker, sentence_units
+from sync.embedding import PageText, PageVectors, SentenceSignal, embed_pages
 from sync.source import FetchFailure, SourceConnector, SourceDocument
 
 log = logging.getLogger(__name__)
@@ -114,12 +115,6 @@ class _Work:
         return s is None or s.deleted or s.content_hash != self.row.content_hash
 
 
-@dataclass(frozen=True)
-class _PageVectors:
-    chunks: Vectors
-    sentences: Vectors
-
-
 @dataclass
 class _ScopeRun:
     cursor_scope: tuple[str, str]
@@ -143,11 +138,6 @@ def content_hash(title: str, text: str) -> str:
     return hashlib.sha256(f"{title}\n{text}".encode()).hexdigest()
 
 
-def embedding_text(title: str, heading: str, text: str) -> str:
-    """What is embedded for a chunk: the page title (and section) give it context."""
-    return f"{title}\n{heading}\n{text}" if heading and heading != title else f"{title}\n{text}"
-
-
 class SyncEngine:
     def __init__(
         self,
@@ -157,7 +147,7 @@ class SyncEngine:
         listener: ChangeListener | None = None,
         *,
         include_restricted: bool = False,
-        sentence_vectors: bool = True,
+        sentence_signal: SentenceSignal = "pooled",
         group_pages: int = 32,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -166,7 +156,7 @@ class SyncEngine:
         self._chunker = chunker
         self._listener = listener or NoListener()
         self._include_restricted = include_restricted
-        self._sentence_vectors = sentence_vectors
+        self._sentence_signal = sentence_signal
         self._group_pages = group_pages
         self._clock = clock
 
@@ -339,7 +329,7 @@ class SyncEngine:
                         c.heading,
                         c.text,
                         c.token_count,
-                        sentence_units(c.text) if self._sentence_vectors else (),
+                        sentence_units(c.text) if self._sentence_signal != "none" else (),
                     )
                     for c in self._chunker.split(doc.text or doc.title)
                 )
@@ -380,38 +370,14 @@ class SyncEngine:
             with self._db.connection() as conn:
                 sync_state.advance_cursor(conn, *run.cursor_scope, pending_cursor)
 
-    def _embed(self, works: list[_Work]) -> list[_PageVectors | KbError]:
-        """One embedder call for all the pages; if it fails, page by page, so one page the
-        embedder refuses fails alone."""
-        if not works:
-            return []
-        texts: list[str] = []
-        for w in works:
-            assert w.row is not None
-            texts += [embedding_text(w.row.title, c.heading, c.text) for c in w.chunks]
-            texts += [s for c in w.chunks for s in c.sentences]
-        try:
-            flat = self._embedder.embed(texts)
-        except KbError as exc:
-            if len(works) == 1:
-                return [exc]
-            return [v for w in works for v in self._embed([w])]
-        out: list[_PageVectors | KbError] = []
-        at = 0
-        for w in works:
-            n_chunks, n_sentences = len(w.chunks), sum(len(c.sentences) for c in w.chunks)
-            out.append(
-                _PageVectors(
-                    flat[at : at + n_chunks], flat[at + n_chunks : at + n_chunks + n_sentences]
-                )
-            )
-            at += n_chunks + n_sentences
-        return out
+    def _embed(self, works: list[_Work]) -> list[PageVectors | KbError]:
+        pages = [PageText(w.row.title if w.row else "", w.chunks) for w in works]
+        return embed_pages(self._embedder, self._sentence_signal, pages)
 
     def _apply(
         self,
         work: _Work,
-        vectors: _PageVectors | KbError | None,
+        vectors: PageVectors | KbError | None,
         *,
         cursor_scope: tuple[str, str] | None,
         cursor: datetime | None,
@@ -444,7 +410,9 @@ class SyncEngine:
                     and current.content_hash == row.content_hash
                 ):
                     return "unchanged"  # a concurrent writer (webhook or run) got here first
-                artifacts.replace(conn, row, work.chunks, vectors.chunks, vectors.sentences)
+                artifacts.replace(
+                    conn, row, vectors.chunks, vectors.chunk_vectors, vectors.sentence_vectors
+                )
                 if cursor_scope and cursor:
                     sync_state.advance_cursor(conn, *cursor_scope, cursor)
         except (KbError, psycopg.Error) as exc:

@@ -157,15 +157,31 @@ class LocalEmbedder:
 
     def embed(self, texts: Sequence[str], *, purpose: Purpose = "document") -> Vectors:
         del purpose  # MiniLM embeds questions and passages alike
+        return self.embed_spans(texts, [()] * len(texts))[0]
+
+    def embed_spans(
+        self, texts: Sequence[str], spans: Sequence[Sequence[Sequence[tuple[int, int]]]]
+    ) -> tuple[Vectors, list[Vectors | None]]:
+        """Each text's vector and, from the same forward pass, one vector per unit of its
+        ``spans`` (a unit is character spans of the text): the mean of the token states
+        inside the unit, L2-normalised. A unit wholly past the model's 256 word pieces gets
+        no vector: its row is NaN."""
         if not texts:
-            return np.zeros((0, DIMENSION), dtype=np.float32)
+            return np.zeros((0, DIMENSION), dtype=np.float32), []
         self.load()
         encodings = self._tokenizer.encode_batch(list(texts))
         lengths = [len(e.ids) for e in encodings]
         out = np.zeros((len(texts), DIMENSION), dtype=np.float32)
+        units: list[Vectors | None] = [None] * len(texts)
         for idx in self._batches(lengths):
-            out[idx] = self._encode([encodings[i].ids for i in idx])
-        return out
+            hidden, mask = self._forward([encodings[i].ids for i in idx])
+            weights = mask[..., None].astype(np.float32)
+            pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+            out[idx] = normalise_rows(pooled.astype(np.float32))
+            for row, i in enumerate(idx):
+                if spans[i]:
+                    units[i] = _pool_units(hidden[row], encodings[i], spans[i])
+        return out, units
 
     def _batches(self, lengths: list[int]) -> list[list[int]]:
         """Indices sorted by length, cut so each batch's padded size stays in the budget."""
@@ -183,7 +199,8 @@ class LocalEmbedder:
             batches.append(current)
         return batches
 
-    def _encode(self, rows: list[list[int]]) -> Vectors:
+    def _forward(self, rows: list[list[int]]) -> tuple[Any, Any]:
+        """The model's token states for one batch, and its attention mask."""
         started = time.perf_counter()
         width = max(len(r) for r in rows)
         ids = np.zeros((len(rows), width), dtype=np.int64)
@@ -195,8 +212,6 @@ class LocalEmbedder:
         if self._needs_token_types:
             feeds["token_type_ids"] = np.zeros_like(ids)
         hidden = self._session.run(None, feeds)[0]
-        weights = mask[..., None].astype(np.float32)
-        pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
         s = self.stats
         self.stats = EmbedStats(
             s.texts + len(rows),
@@ -205,4 +220,21 @@ class LocalEmbedder:
             s.batches + 1,
             s.seconds + time.perf_counter() - started,
         )
-        return normalise_rows(pooled.astype(np.float32))
+        return hidden, mask
+
+
+def _pool_units(hidden: Any, encoding: Any, units: Sequence[Sequence[tuple[int, int]]]) -> Vectors:
+    starts = np.array([o[0] for o in encoding.offsets])
+    ends = np.array([o[1] for o in encoding.offsets])
+    real = np.array(encoding.special_tokens_mask) == 0
+    out = np.full((len(units), DIMENSION), np.nan, dtype=np.float32)
+    for n, unit in enumerate(units):
+        inside = np.zeros(len(starts), dtype=bool)
+        for a, b in unit:
+            inside |= (starts >= a) & (ends <= b) & (ends > starts)
+        inside &= real
+        if inside.any():
+            out[n] = hidden[: len(starts)][inside].mean(axis=0)
+    seen = ~np.isnan(out[:, 0])
+    out[seen] = normalise_rows(out[seen])
+    return out
