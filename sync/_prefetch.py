@@ -94,7 +94,14 @@ class Prefetcher(Generic[Raw, Ready]):
                     group = []
             if group and not self._put(self._prepare(group)):
                 return
-        except BaseException as exc:  # handed to the consumer, which decides
+        except BaseException as exc:  # handed to the consumer, after what came before it
+            if group:
+                try:
+                    ready = self._prepare(group)
+                except BaseException:  # the first error is the one to report
+                    pass
+                else:
+                    self._put(ready)
             self._put(_Raised(exc))
             return
         finally:
