@@ -276,6 +276,11 @@ class SyncEngine:
             with self._db.connection() as conn:
                 sync_state.advance_cursor(conn, source, scope, scope_started)
 
+    def indexed(self, source: str, scopes: Iterable[str]) -> int:
+        """How many live artifacts the store holds for these scopes (a progress estimate)."""
+        with self._db.connection() as conn:
+            return sum(len(artifacts.live_ids(conn, source, scope)) for scope in scopes)
+
     def sync_document(self, doc: SourceDocument | None, artifact_id: str) -> Outcome:
         """Run one fetched artifact (or its absence) through the gate: webhooks use this."""
         if doc is None:
