@@ -92,6 +92,7 @@ class LocalEmbedder:
         max_batch: int = MAX_BATCH,
         memory_arena: bool = False,
         spinning: bool = False,
+        optimization: str = "all",
     ) -> None:
         self._model_path = model_path
         self._tokenizer_path = tokenizer_path
@@ -100,6 +101,7 @@ class LocalEmbedder:
         self._max_batch = max_batch
         self._memory_arena = memory_arena
         self._spinning = spinning
+        self._optimization = optimization  # "basic", "extended" or "all" (bench/embedder.py)
         self._lock = threading.Lock()
         self._session: Any = None
         self._tokenizer: Any = None
@@ -145,7 +147,9 @@ class LocalEmbedder:
 
     def _session_options(self, ort: Any) -> Any:
         options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.graph_optimization_level = getattr(
+            ort.GraphOptimizationLevel, f"ORT_ENABLE_{self._optimization.upper()}"
+        )
         options.log_severity_level = 3
         options.intra_op_num_threads = self._threads
         options.inter_op_num_threads = 1
