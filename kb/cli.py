@@ -58,8 +58,10 @@ def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_ask(settings: Settings, args: argparse.Namespace) -> int:
     from kb.commands import run_ask
+    from kb.demo import SCHEMA
 
-    return run_ask(settings, args.question, args.channel, args.json)
+    schema = SCHEMA if args.demo else "public"
+    return run_ask(settings, args.question, args.channel, args.json, schema=schema)
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
@@ -121,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("question")
     ask.add_argument("--channel", help="answer with this Slack channel's scope")
     ask.add_argument("--json", action="store_true", help="print {answer, cached, sources}")
+    ask.add_argument(
+        "--demo", action="store_true", help="ask the sample knowledge base `kb demo` synced"
+    )
     ask.set_defaults(run=cmd_ask)
 
     ev = sub.add_parser("eval", help="measure retrieval on a BEIR-layout data set (no model calls)")

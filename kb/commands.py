@@ -166,9 +166,17 @@ def answer_json(answer: Answer) -> str:
     )
 
 
-def run_ask(settings: Settings, question: str, channel: str | None, as_json: bool) -> int:
+def run_ask(
+    settings: Settings,
+    question: str,
+    channel: str | None,
+    as_json: bool,
+    *,
+    schema: str = "public",
+) -> int:
+    """``schema`` is ``kb_demo`` for ``kb ask --demo`` (the sample knowledge base)."""
     embedder = wiring.build_embedder(settings)
-    db = wiring.open_bound_store(settings, embedder)
+    db = wiring.open_bound_store(settings, embedder, schema=schema)
     cache = wiring.build_cache(settings, db)
     try:
         flow = wiring.build_flow(settings, db, embedder, cache)

@@ -71,9 +71,11 @@ def build_embedder(settings: Settings, *, memo: bool = True) -> Embedder:
     return MemoEmbedder(inner, settings.data_dir / "embed-memo")
 
 
-def open_bound_store(settings: Settings, embedder: Embedder, *, pool_size: int = 8) -> Database:
+def open_bound_store(
+    settings: Settings, embedder: Embedder, *, pool_size: int = 8, schema: str = "public"
+) -> Database:
     """Open the store and check (or fix, on first use) which embedder it belongs to."""
-    db = open_store(settings, pool_size=pool_size)
+    db = open_store(settings, schema=schema, pool_size=pool_size)
     bind_embedder(db, embedder.identity)
     return db
 
