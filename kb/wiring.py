@@ -10,19 +10,13 @@ import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bot.answerer import Answerer, ClaudeAnswerer, make_client
-from bot.answers import Turn
-from bot.condense import condense, condense_without_model
-from bot.extractive import ExtractiveAnswerer
 from bot.flow import Condenser, Flow
 from kb.settings import Settings
 from store.cache import AnswerCache, DiskAnswerCache, PostgresAnswerCache, StoreHashes
 from store.db import Database, start_embedded
 from store.embedders import Embedder
-from store.embedders.local import LocalEmbedder
-from store.embedders.memo import MemoEmbedder
-from store.embedders.remote import OpenAIEmbedder, VoyageEmbedder
 from store.migrate import migrate
 from store.schema import bind_embedder
 from store.search import Retriever
@@ -32,6 +26,10 @@ from sync.confluence import ConfluenceConnector
 from sync.engine import ChangeListener, SyncEngine
 from sync.jira import JiraConnector
 from sync.source import SourceConnector
+
+if TYPE_CHECKING:
+    from bot.answerer import Answerer
+    from bot.answers import Turn
 
 DEFAULT_EMBED_MODELS = {"voyage": "voyage-3.5", "openai": "text-embedding-3-small"}
 
@@ -50,8 +48,13 @@ def open_store(settings: Settings, *, schema: str = "public", pool_size: int = 8
 
 
 def build_embedder(settings: Settings, *, memo: bool = True) -> Embedder:
+    # Imported here: a process loads only the embedder it is configured for.
+    from store.embedders.memo import MemoEmbedder
+
     inner: Embedder
     if settings.embedder == "voyage":
+        from store.embedders.remote import VoyageEmbedder
+
         assert settings.voyage_api_key is not None  # load_settings guarantees it
         inner = VoyageEmbedder(
             base_url="https://api.voyageai.com/v1",
@@ -59,12 +62,16 @@ def build_embedder(settings: Settings, *, memo: bool = True) -> Embedder:
             api_key=settings.voyage_api_key.reveal(),
         )
     elif settings.embedder == "openai":
+        from store.embedders.remote import OpenAIEmbedder
+
         inner = OpenAIEmbedder(
             base_url=settings.openai_base_url or "https://api.openai.com/v1",
             model=settings.embed_model or DEFAULT_EMBED_MODELS["openai"],
             api_key=settings.openai_api_key.reveal() if settings.openai_api_key else None,
         )
     else:
+        from store.embedders.local import LocalEmbedder
+
         inner = LocalEmbedder()
     if not memo:
         return inner
@@ -155,9 +162,16 @@ def build_cache(settings: Settings, db: Database) -> AnswerCache:
 
 
 def build_answerer(settings: Settings) -> tuple[Answerer, Condenser]:
-    """Claude when ANTHROPIC_API_KEY is set, else the labelled extractive answerer."""
+    """Claude when ANTHROPIC_API_KEY is set, else the labelled extractive answerer; each
+    imported only when chosen (the Claude client is the heaviest import of a process)."""
     if settings.anthropic_api_key is None:
+        from bot.condense import condense_without_model
+        from bot.extractive import ExtractiveAnswerer
+
         return ExtractiveAnswerer(), condense_without_model
+    from bot.answerer import ClaudeAnswerer, make_client
+    from bot.condense import condense
+
     client = make_client(settings.anthropic_api_key.reveal(), settings.anthropic_base_url)
     model = settings.model
 
