@@ -1,9 +1,10 @@
 """Sync throughput: a generated space served by the fake Confluence (Cloud, REST v2 listing)
 into the store with the local embedder, then a re-sync of the unchanged space.
 
-Run: .venv/bin/python bench/sync_throughput.py [--pages 300 2000] [--rounds 1]
+Run: .venv/bin/python bench/sync_throughput.py [--pages 300 2000] [--rounds 1] [--signals ...]
 For each size, in the same run and on the same pages: a full sync with chunk vectors only
-(the baseline) and with separate sentence vectors, interleaved when --rounds > 1. Reports
+(the baseline), with pooled sentence vectors (shipped) and with separately embedded sentence
+vectors, interleaved when --rounds > 1. Reports
 pages/s, the ratio to chunk-only, the share of wall time outside the embedder, padding waste,
 the embedder's rate against raw onnxruntime on the very same batches, and the unchanged
 re-sync's embedding calls and pages/s. The fake server lives in tests/fakes.
@@ -36,13 +37,14 @@ from fakes.atlassian import FakeConfluence  # noqa: E402
 
 from core.http import RetryPolicy  # noqa: E402
 from store.db import Database, start_embedded  # noqa: E402
-from store.embedders import Purpose, Vectors  # noqa: E402
+from store.embedders import Purpose, Spans, Vectors  # noqa: E402
 from store.embedders.local import EmbedStats, LocalEmbedder, default_model_path  # noqa: E402
 from store.migrate import migrate  # noqa: E402
 from store.schema import EmbedderIdentity, bind_embedder  # noqa: E402
 from store.tokens import TokenCounter  # noqa: E402
 from sync.chunking import Chunker  # noqa: E402
 from sync.confluence import ConfluenceConnector  # noqa: E402
+from sync.embedding import SentenceSignal  # noqa: E402
 from sync.engine import SyncEngine  # noqa: E402
 
 WORDS = [
@@ -97,6 +99,13 @@ class TimedEmbedder:
         self.texts.append(list(texts))
         return self.inner.embed(texts, purpose=purpose)
 
+    def embed_spans(
+        self, texts: Sequence[str], spans: Sequence[Spans]
+    ) -> tuple[Vectors, list[Vectors | None]]:
+        self.calls += 1
+        self.texts.append(list(texts))
+        return self.inner.embed_spans(texts, spans)
+
 
 def page_body(rng: random.Random, n: int) -> str:
     paragraphs = []
@@ -138,7 +147,9 @@ def raw_onnx_seconds(embedder: LocalEmbedder, calls: list[list[str]]) -> float:
     return seconds
 
 
-def one_sync(url: str, site: Any, pages: int, sentences: bool, resync: bool) -> dict[str, Any]:
+def one_sync(
+    url: str, site: Any, pages: int, signal: SentenceSignal, resync: bool
+) -> dict[str, Any]:
     db = Database.open(url, schema=f"bench_sync_{uuid.uuid4().hex[:8]}")
     local = LocalEmbedder()
     local.load()
@@ -149,7 +160,7 @@ def one_sync(url: str, site: Any, pages: int, sentences: bool, resync: bool) -> 
     try:
         migrate(db)
         bind_embedder(db, embedder.identity)
-        engine = SyncEngine(db, embedder, Chunker(TokenCounter()), sentence_vectors=sentences)
+        engine = SyncEngine(db, embedder, Chunker(TokenCounter()), sentence_signal=signal)
         before = local.stats
         started = time.perf_counter()
         first = engine.run(connector, full=True)
@@ -199,6 +210,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pages", type=int, nargs="+", default=[300, 2000])
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument(
+        "--signals",
+        nargs="+",
+        choices=["none", "pooled", "separate"],
+        default=["none", "pooled", "separate"],
+        help="sentence signals to compare; 'none' (chunk-only) is the baseline",
+    )
     args = parser.parse_args()
     url = os.environ.get("KB_BENCH_DATABASE_URL") or start_embedded(
         Path(tempfile.mkdtemp()), ephemeral=True
@@ -213,15 +231,18 @@ def main() -> None:
         with FakeConfluence(cloud=True) as fake:
             for n in range(pages):
                 fake.add_page("ENG", f"Generated page {n}", page_body(rng, n))
-            runs: dict[str, list[dict[str, Any]]] = {"chunk_only": [], "with_sentences": []}
+            runs: dict[str, list[dict[str, Any]]] = {signal: [] for signal in args.signals}
             for r in range(args.rounds):
-                # Interleaved, so a load change on the shared machine hits both sides.
-                runs["chunk_only"].append(one_sync(url, fake.site(), pages, False, False))
-                runs["with_sentences"].append(one_sync(url, fake.site(), pages, True, r == 0))
-        best = {k: max(v, key=lambda x: x["pages_per_s"]) for k, v in runs.items()}
-        best["sentences_vs_chunk_only"] = round(
-            best["with_sentences"]["pages_per_s"] / best["chunk_only"]["pages_per_s"], 3
-        )
+                # Interleaved, so a load change on the shared machine hits every side.
+                for signal in args.signals:
+                    resync = r == 0 and signal == args.signals[-1]
+                    runs[signal].append(one_sync(url, fake.site(), pages, signal, resync))
+        best: dict[str, Any] = {k: max(v, key=lambda x: x["pages_per_s"]) for k, v in runs.items()}
+        if "none" in best:
+            for signal in args.signals:
+                best[f"{signal}_vs_chunk_only"] = round(
+                    best[signal]["pages_per_s"] / best["none"]["pages_per_s"], 3
+                )
         report[f"{pages}_pages"] = best
     report["max_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     print(json.dumps(report, indent=2))

@@ -36,8 +36,8 @@ MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6
 TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
 MAX_TOKENS = 256
 DIMENSION = 384
-BATCH_TOKENS = 8192  # padded word pieces per model call: 32 full-length chunks
-MAX_BATCH = 128  # rows per model call, whatever their length
+BATCH_TOKENS = 4096  # padded word pieces per model call: 16 full-length chunks
+MAX_BATCH = 64  # rows per model call, whatever their length
 
 
 def _sha256(path: Path) -> str:
