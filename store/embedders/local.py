@@ -38,6 +38,7 @@ MAX_TOKENS = 256
 DIMENSION = 384
 BATCH_TOKENS = 4096  # padded word pieces per model call: 16 full-length chunks
 MAX_BATCH = 64  # rows per model call, whatever their length
+MAX_PADDING = 0.1  # a batch is cut before padding would exceed this share of it
 
 
 def _sha256(path: Path) -> str:
@@ -188,17 +189,24 @@ class LocalEmbedder:
         return out, units
 
     def _batches(self, lengths: list[int]) -> list[list[int]]:
-        """Indices sorted by length, cut so each batch's padded size stays in the budget."""
+        """Indices sorted by length, cut so each batch's padded size stays in the budget and
+        no more than a tenth of its positions are padding."""
         order = sorted(range(len(lengths)), key=lengths.__getitem__)
         batches: list[list[int]] = []
         current: list[int] = []
+        real = 0
         for i in order:
             # Sorted ascending: the newcomer is the batch's longest text.
-            rows = len(current) + 1
-            if current and (rows * lengths[i] > self._batch_tokens or rows > self._max_batch):
+            rows, padded = len(current) + 1, (len(current) + 1) * lengths[i]
+            if current and (
+                padded > self._batch_tokens
+                or rows > self._max_batch
+                or real + lengths[i] < (1 - MAX_PADDING) * padded
+            ):
                 batches.append(current)
-                current = []
+                current, real = [], 0
             current.append(i)
+            real += lengths[i]
         if current:
             batches.append(current)
         return batches

@@ -87,4 +87,5 @@ def test_a_batch_is_cut_by_its_padded_size() -> None:
     batches = embedder._batches(lengths)
     assert all(len(b) * max(lengths[i] for i in b) <= 1024 for b in batches)
     assert all(len(b) <= 64 for b in batches)
+    assert all(len({lengths[i] for i in b}) == 1 for b in batches), "no 10s padded to 200"
     assert sorted(i for b in batches for i in b) == list(range(110))
