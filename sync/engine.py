@@ -286,7 +286,9 @@ class SyncEngine:
         if doc is None:
             return self._delete(artifact_id)
         (work,) = self._prepare([doc])
-        assert isinstance(work, _Work)
+        if isinstance(work, FetchFailure):
+            log.warning("could not sync %s: %s", doc.artifact_id, work.error)
+            return "failed"
         (vectors,) = self._embed([work]) if work.needs_embedding else (None,)
         return self._apply(work, vectors, cursor_scope=None, cursor=None, errors=[])
 
