@@ -3,7 +3,7 @@ the caller's thread embeds and commits the previous group.
 
 The queue between them is bounded (``depth`` groups), so a slow embedder holds back fetching
 instead of piling pages up in memory; the model keeps the cores and never waits on the network
-or the database except for the very first group (docs/ARCHITECTURE.md, "Sync engine").
+or the database except for the very first group.
 """
 
 from __future__ import annotations
