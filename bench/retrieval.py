@@ -57,6 +57,9 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=5)
     parser.add_argument("--size", type=int, default=1000)
     parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--sentences", choices=["pooled", "separate", "none"], default="pooled")
+    parser.add_argument("--modes", nargs="+", default=["vector", "keyword", "hybrid"])
+    parser.add_argument("--no-all", action="store_true", help="skip the all-questions slice")
     args = parser.parse_args()
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="kb-bench-retrieval-"))
     settings = load_settings({"KB_DATA_DIR": str(data_dir)})
@@ -65,14 +68,17 @@ def main() -> None:
     everything = load_queries(DATA / "queries.jsonl", DATA / "qrels.tsv", None)
     slices: dict[str, list[int]] = {
         f"first {args.size}": list(range(args.size)),
-        f"all {len(everything)}": list(range(len(everything))),
     }
+    if not args.no_all:
+        slices[f"all {len(everything)}"] = list(range(len(everything)))
     for seed in range(args.samples):
         picked = random.Random(seed).sample(range(len(everything)), args.size)
         slices[f"random {args.size} (seed {seed})"] = sorted(picked)
 
     started = time.perf_counter()
-    with eval_store(database_url(settings), embedder, counter, DATA / "corpus.jsonl") as store:
+    corpus = DATA / "corpus.jsonl"
+    url = database_url(settings)
+    with eval_store(url, embedder, counter, corpus, sentence_signal=args.sentences) as store:
         ingest_s = time.perf_counter() - started
         vectors = embedder.embed([q.text for q in everything], purpose="query")
         rows: list[dict[str, Any]] = []
@@ -81,7 +87,7 @@ def main() -> None:
             qv = vectors[idx]
             row: dict[str, Any] = {"slice": name}
             row["plain vector recall@1"] = round(plain_vector_recall_at_1(store.db, queries, qv), 3)
-            for mode in ("vector", "keyword", "hybrid"):
+            for mode in args.modes:
                 result = run_mode(store.retriever, queries, qv, mode)
                 row[f"{mode} recall@1"] = result["recall@1"]
                 row[f"{mode} containment@5"] = result["containment@5"]
@@ -97,7 +103,10 @@ def main() -> None:
                 for key in samples[0]
                 if key != "slice"
             },
-            "hybrid recall@1 min": min(float(r["hybrid recall@1"]) for r in samples),
+            **{
+                f"{mode} recall@1 min": min(float(r[f"{mode} recall@1"]) for r in samples)
+                for mode in args.modes
+            },
         }
         print(json.dumps(summary))
     print(
@@ -105,6 +114,7 @@ def main() -> None:
             {
                 "machine": f"{platform.machine()} {os.cpu_count()} cores",
                 "python": platform.python_version(),
+                "sentences": args.sentences,
                 "ingest_s": round(ingest_s, 1),
                 "load": os.getloadavg(),
                 "numpy": np.__version__,

@@ -59,8 +59,18 @@ def cmd_sync(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_ask(settings: Settings, args: argparse.Namespace) -> int:
+    from kb import demo
     from kb.commands import run_ask
 
+    if args.demo:
+        return run_ask(
+            settings,
+            args.question,
+            args.channel,
+            args.json,
+            schema=demo.SCHEMA,
+            cache_dir=demo.cache_dir(settings),
+        )
     return run_ask(settings, args.question, args.channel, args.json)
 
 
@@ -124,6 +134,9 @@ def build_parser(sources: SourceRegistry = BUILT_IN) -> argparse.ArgumentParser:
     ask.add_argument("question")
     ask.add_argument("--channel", help="answer with this channel's scope (KB_CHANNEL_SCOPES)")
     ask.add_argument("--json", action="store_true", help="print {answer, cached, sources}")
+    ask.add_argument(
+        "--demo", action="store_true", help="ask the sample knowledge base `kb demo` synced"
+    )
     ask.set_defaults(run=cmd_ask)
 
     ev = sub.add_parser("eval", help="measure retrieval on a BEIR-layout data set (no model calls)")

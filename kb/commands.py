@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TextIO
 
 from bot.answers import Answer
@@ -63,7 +65,9 @@ def sync_sources(
         mine = [s for s in connector.scopes() if not wanted or s in wanted]
         if wanted and not mine:
             continue
-        progress = _ProgressLine(out, connector.source)
+        progress = ProgressLine(
+            out, connector.source, expected=engine.indexed(connector.source, mine)
+        )
         reports.append(
             engine.run(connector, scopes=mine, full=full, trigger=trigger, progress=progress)
         )
@@ -71,30 +75,59 @@ def sync_sources(
     return reports
 
 
-class _ProgressLine:
-    """A one-line progress display on a terminal; silent when output is not a TTY."""
+class ProgressLine:
+    """A one-line progress display on a terminal, silent when output is not a TTY: items done,
+    the measured rate, and an ETA when the total can be estimated (the pages the store held
+    for these scopes after the last run; a first sync has no estimate)."""
 
-    def __init__(self, out: TextIO, source: str) -> None:
+    def __init__(
+        self,
+        out: TextIO,
+        source: str,
+        *,
+        expected: int = 0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._out = out
         self._source = source
         self._live = out.isatty()
         self._shown = False
+        self._expected = expected
+        self._clock = clock
+        self._started = clock()
 
     def __call__(self, scope: str, counts: RunCounts) -> None:
         if not self._live:
             return
         done = counts.synced + counts.unchanged + counts.deleted + counts.skipped + counts.failed
-        bar = "#" * min(30, done // 10 + 1)
-        self._out.write(
-            f"\r{self._source} {scope} [{bar:<30}] {done} items: {counts.synced} synced, "
-            f"{counts.unchanged} unchanged, {counts.failed} failed "
-        )
+        self._out.write(f"\r{self.line(scope, counts, done)} ")
         self._out.flush()
         self._shown = True
+
+    def line(self, scope: str, counts: RunCounts, done: int) -> str:
+        elapsed = self._clock() - self._started
+        rate = done / elapsed if elapsed > 0 else 0.0
+        text = (
+            f"{self._source} {scope}: {done} items ({counts.synced} synced, "
+            f"{counts.unchanged} unchanged, {counts.failed} failed) {rate:.1f} pages/s"
+        )
+        left = self._expected - done
+        if rate > 0 and left > 0:
+            text += f", ETA {_duration(left / rate)} for ~{self._expected}"
+        return text
 
     def done(self) -> None:
         if self._shown:
             self._out.write("\n")
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 def format_answer(answer: Answer, now: datetime | None = None) -> str:
@@ -130,8 +163,17 @@ def answer_json(answer: Answer) -> str:
     )
 
 
-def run_ask(settings: Settings, question: str, channel: str | None, as_json: bool) -> int:
-    with open_runtime(settings) as runtime:
+def run_ask(
+    settings: Settings,
+    question: str,
+    channel: str | None,
+    as_json: bool,
+    *,
+    schema: str = "public",
+    cache_dir: Path | None = None,
+) -> int:
+    """``schema`` and ``cache_dir`` name the demo's for ``kb ask --demo`` (the sample)."""
+    with open_runtime(settings, schema=schema, cache_dir=cache_dir) as runtime:
         flow = wiring.build_flow(settings, runtime.db, runtime.embedder, runtime.cache)
         answer = flow.answer(question, scope=settings.scope_for(channel))
     print(answer_json(answer) if as_json else format_answer(answer), file=sys.stdout)

@@ -8,6 +8,8 @@ ANTHROPIC_API_KEY is set, otherwise a clearly labelled extractive answer.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import TextIO
 
 from kb import wiring
@@ -15,25 +17,42 @@ from kb.commands import format_answer
 from kb.runtime import open_runtime
 from kb.sample import sample_connectors
 from kb.settings import Settings
+from store import artifacts
+from store.db import Database
 
 SCHEMA = "kb_demo"
 PROMPT = "ask> "
+CLOSING = """\
+The sample lives in its own schema (kb_demo), apart from your own knowledge base.
+  Ask it again without the demo:  kb ask --demo "Who do I page for a SEV1?"
+  Use your own Confluence: set CONFLUENCE_BASE_URL, CONFLUENCE_EMAIL, CONFLUENCE_API_TOKEN
+  and CONFLUENCE_SPACES (see .env.example), run `kb sync`, then `kb ask "..."`."""
+
+
+def cache_dir(settings: Settings) -> Path:
+    """The demo's own answer cache, beside (never inside) the real one."""
+    return settings.data_dir / "demo-answer-cache"
 
 
 def run_demo(
     settings: Settings, questions: Iterable[str], out: TextIO, *, interactive: bool
 ) -> int:
-    with open_runtime(
-        settings, schema=SCHEMA, cache_dir=settings.data_dir / "demo-answer-cache"
-    ) as runtime:
+    with open_runtime(settings, schema=SCHEMA, cache_dir=cache_dir(settings)) as runtime:
         engine = runtime.engine()
         print(
             "Syncing the sample knowledge base (Northwind Parcel: Confluence ENG, "
             "Jira OPS) through the real sync engine...",
             file=out,
         )
-        for connector in sample_connectors():
-            print("  " + engine.run(connector, full=True, trigger="demo").summary(), file=out)
+        first_synced = _first_synced(runtime.db)
+        reports = [engine.run(c, full=True, trigger="demo") for c in sample_connectors()]
+        for report in reports:
+            print("  " + report.summary(), file=out)
+        if first_synced is not None and not any(r.counts.synced for r in reports):
+            print(
+                f"  (unchanged since it was synced on {first_synced:%Y-%m-%d %H:%M} UTC)",
+                file=out,
+            )
         flow = wiring.build_flow(settings, runtime.db, runtime.embedder, runtime.cache)
         mode = (
             f"Claude ({settings.model})"
@@ -53,7 +72,15 @@ def run_demo(
                 print(f"\n{PROMPT}{question}", file=out)
             answer = flow.answer(question, scope=settings.default_scope)
             print(format_answer(answer) + "\n", file=out)
+        print(CLOSING, file=out)
     return 0
+
+
+def _first_synced(db: Database) -> datetime | None:
+    """When the sample was first synced into this store (None on a fresh one)."""
+    with db.connection() as conn:
+        at = artifacts.oldest_sync(conn)
+    return at.astimezone(UTC) if at else None
 
 
 def prompt_lines(prompt: str = PROMPT) -> Iterator[str]:

@@ -29,6 +29,7 @@ from store.search import Mode, Retriever
 from store.tokens import TokenCounter
 from sync.chunking import Chunker
 from sync.corpus import SCOPE, CorpusConnector
+from sync.embedding import SentenceSignal
 from sync.engine import SyncEngine
 
 
@@ -87,7 +88,12 @@ class EvalStore:
 
 @contextmanager
 def eval_store(
-    url: str, embedder: Embedder, counter: TokenCounter, corpus: Path
+    url: str,
+    embedder: Embedder,
+    counter: TokenCounter,
+    corpus: Path,
+    *,
+    sentence_signal: SentenceSignal = "pooled",
 ) -> Iterator[EvalStore]:
     """A throw-away schema holding ``corpus``, ingested through the real sync engine; it is
     dropped when the block ends."""
@@ -96,7 +102,8 @@ def eval_store(
         migrate(db)
         bind_embedder(db, embedder.identity)
         connector = CorpusConnector(corpus)
-        report = SyncEngine(db, embedder, Chunker(counter)).run(connector, full=True)
+        engine = SyncEngine(db, embedder, Chunker(counter), sentence_signal=sentence_signal)
+        report = engine.run(connector, full=True)
         if report.counts.failed:
             raise KbError(f"ingesting the corpus failed: {'; '.join(report.errors[:3])}")
         with db.connection() as conn:

@@ -10,20 +10,14 @@ import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bot.answerer import Answerer, ClaudeAnswerer, make_client
-from bot.answers import Turn
-from bot.condense import condense, condense_without_model
-from bot.extractive import ExtractiveAnswerer
 from bot.flow import Condenser, Flow
 from core.private_dir import ensure_private_dir
 from kb.settings import Settings
 from store.cache import AnswerCache, DiskAnswerCache, PostgresAnswerCache, StoreHashes
 from store.db import Database, start_embedded
 from store.embedders import Embedder
-from store.embedders.local import LocalEmbedder
-from store.embedders.memo import MemoEmbedder
-from store.embedders.remote import HttpEmbedder, OpenAIEmbedder, VoyageEmbedder
 from store.migrate import migrate
 from store.schema import bind_embedder, stored_dimension
 from store.search import Retriever
@@ -33,6 +27,11 @@ from sync.engine import ChangeListener, SyncEngine
 from sync.source import SourceConnector
 
 _SECRET_SUFFIXES = ("_TOKEN", "_SECRET", "_PASSWORD", "_KEY")
+
+if TYPE_CHECKING:
+    from bot.answerer import Answerer
+    from bot.answers import Turn
+
 DEFAULT_EMBED_MODELS = {"voyage": "voyage-3.5", "openai": "text-embedding-3-small"}
 
 
@@ -62,8 +61,13 @@ def _private_dir(settings: Settings, name: str) -> Path:
 
 
 def build_embedder(settings: Settings, *, memo: bool = True) -> Embedder:
+    # Imported here: a process loads only the embedder it is configured for.
+    from store.embedders.memo import MemoEmbedder
+
     inner: Embedder
     if settings.embedder == "voyage":
+        from store.embedders.remote import VoyageEmbedder
+
         assert settings.voyage_api_key is not None  # load_settings guarantees it
         inner = VoyageEmbedder(
             base_url="https://api.voyageai.com/v1",
@@ -71,12 +75,16 @@ def build_embedder(settings: Settings, *, memo: bool = True) -> Embedder:
             api_key=settings.voyage_api_key.reveal(),
         )
     elif settings.embedder == "openai":
+        from store.embedders.remote import OpenAIEmbedder
+
         inner = OpenAIEmbedder(
             base_url=settings.openai_base_url or "https://api.openai.com/v1",
             model=settings.embed_model or DEFAULT_EMBED_MODELS["openai"],
             api_key=settings.openai_api_key.reveal() if settings.openai_api_key else None,
         )
     else:
+        from store.embedders.local import LocalEmbedder
+
         inner = LocalEmbedder()
     if not memo:
         return inner
@@ -87,6 +95,9 @@ def open_bound_store(
     settings: Settings, embedder: Embedder, *, pool_size: int = 8, schema: str = "public"
 ) -> Database:
     """Open the store and check (or fix, on first use) which embedder it belongs to."""
+    from store.embedders.memo import MemoEmbedder
+    from store.embedders.remote import HttpEmbedder
+
     db = open_store(settings, pool_size=pool_size, schema=schema)
     try:
         inner = embedder.inner if isinstance(embedder, MemoEmbedder) else embedder
@@ -183,9 +194,16 @@ def build_cache(settings: Settings, db: Database, *, directory: Path | None = No
 
 
 def build_answerer(settings: Settings) -> tuple[Answerer, Condenser]:
-    """Claude when ANTHROPIC_API_KEY is set, else the labelled extractive answerer."""
+    """Claude when ANTHROPIC_API_KEY is set, else the labelled extractive answerer; each
+    imported only when chosen (the Claude client is the heaviest import of a process)."""
     if settings.anthropic_api_key is None:
+        from bot.condense import condense_without_model
+        from bot.extractive import ExtractiveAnswerer
+
         return ExtractiveAnswerer(), condense_without_model
+    from bot.answerer import ClaudeAnswerer, make_client
+    from bot.condense import condense
+
     client = make_client(settings.anthropic_api_key.reveal(), settings.anthropic_base_url)
     model = settings.model
 

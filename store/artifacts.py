@@ -48,6 +48,8 @@ UPDATE artifacts SET deleted_at = now(), synced_at = now()
 WHERE artifact_id = %s AND deleted_at IS NULL
 """
 
+OLDEST_SYNC = "SELECT min(synced_at) AS at FROM artifacts WHERE deleted_at IS NULL"
+
 LIVE_IDS_IN_SCOPE = """
 SELECT artifact_id FROM artifacts
 WHERE source = %s AND deleted_at IS NULL AND (%s = '*' OR scope_key = %s)
@@ -153,3 +155,10 @@ def tombstone(conn: Connection, artifact_id: str) -> bool:
 def live_ids(conn: Connection, source: str, scope_key: str) -> set[str]:
     rows = conn.execute(LIVE_IDS_IN_SCOPE, (source, scope_key, scope_key)).fetchall()
     return {r["artifact_id"] for r in rows}
+
+
+def oldest_sync(conn: Connection) -> datetime | None:
+    """When the least recently written live artifact was synced (None when there is none)."""
+    row = conn.execute(OLDEST_SYNC).fetchone()
+    at: datetime | None = row["at"] if row else None
+    return at

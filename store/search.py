@@ -153,37 +153,6 @@ def refresh_term_stats(conn: Connection) -> None:
     term_stats.refresh(conn)
 
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
-_MIN_WORDS = 4  # shorter lines (list bullets, headings, labels) join the next unit
-_MAX_UNITS = 32  # more (long lists, code) are merged into this many runs
-
-
-def sentence_units(text: str) -> tuple[str, ...]:
-    """What is embedded, one by one, beside a chunk: its sentences (lines, split at sentence
-    ends), fragments under four words joined to their neighbour, at most 32 per chunk."""
-    units: list[str] = []
-    carry = ""
-    for line in text.splitlines():
-        for piece in _SENTENCE_END.split(line.strip()):
-            piece = f"{carry} {piece.strip()}".strip()
-            if len(piece.split()) < _MIN_WORDS:
-                carry = piece
-                continue
-            units.append(piece)
-            carry = ""
-    if carry:
-        if units:
-            units[-1] = f"{units[-1]} {carry}"
-        else:
-            units.append(carry)
-    if len(units) > _MAX_UNITS:
-        step = len(units) / _MAX_UNITS
-        units = [
-            " ".join(units[round(i * step) : round((i + 1) * step)]) for i in range(_MAX_UNITS)
-        ]
-    return tuple(units)
-
-
 def _scope_params(scope: Scope) -> dict[str, Any]:
     parts = scope.sql_filter()
     if parts is None:

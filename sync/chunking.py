@@ -181,3 +181,54 @@ def _units(text: str) -> list[str]:
     for line in text.splitlines():
         units.extend(s for s in _SENTENCE_END.split(line) if s.strip())
     return units
+
+
+_MIN_WORDS = 4  # shorter lines (list bullets, headings, labels) join the next unit
+_MAX_UNITS = 32  # more (long lists, code) are merged into this many runs
+
+Span = tuple[int, int]
+
+
+def sentence_spans(text: str) -> tuple[tuple[Span, ...], ...]:
+    """The sentence units of ``text`` as character spans: each unit is its pieces (sentences
+    of one line, stripped) in order; fragments under four words are joined to their
+    neighbour, and more than 32 units are merged into 32 runs."""
+    units: list[list[Span]] = []
+    carry: list[Span] = []
+    line_start = 0
+    for line in text.split("\n"):
+        at = 0
+        for match in [*_SENTENCE_END.finditer(line), None]:
+            end = match.start() if match else len(line)
+            piece = line[at:end]
+            lead = len(piece) - len(piece.lstrip())
+            stripped = piece.strip()
+            if match:
+                at = match.end()
+            if stripped:
+                start = line_start + (end - len(piece)) + lead
+                carry = [*carry, (start, start + len(stripped))]
+            words = sum(len(text[a:b].split()) for a, b in carry)
+            if not carry or words < _MIN_WORDS:
+                continue
+            units.append(carry)
+            carry = []
+        line_start += len(line) + 1
+    if carry:
+        if units:
+            units[-1] = units[-1] + carry
+        else:
+            units.append(carry)
+    if len(units) > _MAX_UNITS:
+        step = len(units) / _MAX_UNITS
+        units = [
+            [span for unit in units[round(i * step) : round((i + 1) * step)] for span in unit]
+            for i in range(_MAX_UNITS)
+        ]
+    return tuple(tuple(unit) for unit in units)
+
+
+def sentence_units(text: str) -> tuple[str, ...]:
+    """What is embedded, one by one, beside a chunk: its sentences (lines, split at sentence
+    ends), fragments under four words joined to their neighbour, at most 32 per chunk."""
+    return tuple(" ".join(text[a:b] for a, b in unit) for unit in sentence_spans(text))

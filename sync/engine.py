@@ -6,6 +6,11 @@ transaction, then its row and chunks are replaced in one transaction (with the s
 when items arrive in modification order), so a failure at any point leaves the previous version
 searchable. The same transaction writes a ``source_change`` intent to the outbox; only after the
 commit is the listener (the answer cache and its notices) told to apply it.
+
+A run is a pipeline: a prefetch thread lists, fetches, normalises, reads the stored states of
+a group of pages in one query and chunks what changed; this thread embeds all of a group's
+texts in one call (the embedder batches them by length, sentences with sentences and chunks
+with chunks) and commits the group's pages in order, each as its vectors arrive.
 """
 
 from __future__ import annotations
@@ -23,13 +28,15 @@ import psycopg
 
 from core.errors import KbError
 from store import artifacts, outbox, sync_state
-from store.artifacts import ArtifactRow, ChunkRow
+from store.artifacts import ArtifactRow, ArtifactState, ChunkRow
 from store.db import Connection, Database
 from store.embedders import Embedder
 from store.outbox import SourceChange
-from store.search import refresh_term_stats, sentence_units
+from store.search import refresh_term_stats
 from store.sync_state import RunCounts
-from sync.chunking import Chunker
+from sync._prefetch import Prefetcher
+from sync.chunking import Chunker, sentence_units
+from sync.embedding import PageText, PageVectors, SentenceSignal, embed_pages
 from sync.source import FetchFailure, SourceConnector, SourceDocument
 
 log = logging.getLogger(__name__)
@@ -89,6 +96,33 @@ class _Tally:
 
 
 Progress = Callable[[str, RunCounts], None]
+Item = SourceDocument | FetchFailure
+
+
+@dataclass(frozen=True)
+class _Work:
+    """A fetched page made ready on the prefetch thread: its row (None when it must leave the
+    index), its stored state, and, when its text changed, its chunks."""
+
+    doc: SourceDocument
+    row: ArtifactRow | None
+    state: ArtifactState | None
+    chunks: tuple[ChunkRow, ...]
+
+    @property
+    def needs_embedding(self) -> bool:
+        if self.row is None:
+            return False
+        s = self.state
+        return s is None or s.deleted or s.content_hash != self.row.content_hash
+
+
+@dataclass
+class _ScopeRun:
+    cursor_scope: tuple[str, str]
+    ordered: bool  # items arrive in modification order, so the cursor may follow them
+    tally: _Tally
+    clean: bool = True  # no failure yet: the cursor may still advance
 
 
 def normalise_text(text: str) -> str:
@@ -106,11 +140,6 @@ def content_hash(title: str, text: str) -> str:
     return hashlib.sha256(f"{title}\n{text}".encode()).hexdigest()
 
 
-def embedding_text(title: str, heading: str, text: str) -> str:
-    """What is embedded for a chunk: the page title (and section) give it context."""
-    return f"{title}\n{heading}\n{text}" if heading and heading != title else f"{title}\n{text}"
-
-
 class SyncEngine:
     def __init__(
         self,
@@ -120,6 +149,8 @@ class SyncEngine:
         listener: ChangeListener | None = None,
         *,
         include_restricted: bool = False,
+        sentence_signal: SentenceSignal = "pooled",
+        group_pages: int = 32,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._db = db
@@ -127,6 +158,8 @@ class SyncEngine:
         self._chunker = chunker
         self._listener = listener or NoListener()
         self._include_restricted = include_restricted
+        self._sentence_signal = sentence_signal
+        self._group_pages = group_pages
         self._clock = clock
 
     def run(
@@ -222,22 +255,14 @@ class SyncEngine:
         scope_started = self._clock()
         with self._db.connection() as conn:
             since = None if full else sync_state.get_cursor(conn, source, scope)
-        ordered = since is not None
-        clean = True
+        run = _ScopeRun((source, scope), ordered=since is not None, tally=tally)
         try:
-            for item in connector.changed(scope, since):
-                if isinstance(item, FetchFailure):
-                    outcome: Outcome = "failed"
-                    tally.errors.append(f"{item.artifact_id}: {item.error}")
-                else:
-                    cursor = item.updated_at if ordered and clean else None
-                    outcome = self._process(
-                        item, cursor_scope=(source, scope), cursor=cursor, errors=tally.errors
-                    )
-                clean = clean and outcome != "failed"
-                tally.add(outcome)
-                if progress:
-                    progress(scope, tally.frozen())
+            prefetch = Prefetcher(
+                connector.changed(scope, since), self._prepare, group_size=self._group_pages
+            )
+            with prefetch as groups:
+                for group in groups:
+                    self._run_group(group, run, progress)
             if full:
                 listing = connector.list_ids(scope)
                 with self._db.connection() as conn:
@@ -249,76 +274,161 @@ class SyncEngine:
             tally.errors.append(f"{source} {scope}: {exc}")
             log.warning("sync of %s %s stopped: %s", source, scope, exc)
             return
-        if clean:
+        if run.clean:
             with self._db.connection() as conn:
                 sync_state.advance_cursor(conn, source, scope, scope_started)
+
+    def indexed(self, source: str, scopes: Iterable[str]) -> int:
+        """How many live artifacts the store holds for these scopes (a progress estimate)."""
+        with self._db.connection() as conn:
+            return sum(len(artifacts.live_ids(conn, source, scope)) for scope in scopes)
 
     def sync_document(self, doc: SourceDocument | None, artifact_id: str) -> Outcome:
         """Run one fetched artifact (or its absence) through the gate: webhooks use this."""
         if doc is None:
             return self._delete(artifact_id)
-        return self._process(doc, cursor_scope=None, cursor=None, errors=[])
+        (work,) = self._prepare([doc])
+        if isinstance(work, FetchFailure):
+            log.warning("could not sync %s: %s", doc.artifact_id, work.error)
+            return "failed"
+        (vectors,) = self._embed([work]) if work.needs_embedding else (None,)
+        return self._apply(work, vectors, cursor_scope=None, cursor=None, errors=[])
 
-    def _process(
+    def _prepare(self, items: list[Item]) -> list[_Work | FetchFailure]:
+        """Normalise, hash, read the stored states of the whole group in one query, and chunk
+        what changed. Runs on the prefetch thread."""
+        docs = [
+            replace(i, text=normalise_text(i.text), title=i.title.strip())
+            for i in items
+            if isinstance(i, SourceDocument)
+        ]
+        try:
+            with self._db.connection() as conn:
+                known = artifacts.states(conn, [d.artifact_id for d in docs])
+        except psycopg.Error as exc:
+            return [FetchFailure(i.artifact_id, f"reading its stored state: {exc}") for i in items]
+        prepared = iter(docs)
+        out: list[_Work | FetchFailure] = []
+        for item in items:
+            if isinstance(item, FetchFailure):
+                out.append(item)
+                continue
+            doc = next(prepared)
+            if doc.restricted and not self._include_restricted:
+                out.append(_Work(doc, None, None, ()))
+                continue
+            row = ArtifactRow(
+                doc.artifact_id,
+                doc.source,
+                doc.scope_key,
+                doc.title,
+                doc.url,
+                doc.version,
+                content_hash(doc.title, doc.text),
+                doc.labels,
+                doc.text,
+                doc.updated_at,
+            )
+            state = known.get(doc.artifact_id)
+            work = _Work(doc, row, state, ())
+            if work.needs_embedding:
+                chunks = tuple(
+                    ChunkRow(
+                        c.ord,
+                        c.heading,
+                        c.text,
+                        c.token_count,
+                        sentence_units(c.text) if self._sentence_signal != "none" else (),
+                    )
+                    for c in self._chunker.split(doc.text or doc.title)
+                )
+                work = replace(work, chunks=chunks)
+            out.append(work)
+        return out
+
+    def _run_group(
+        self, group: list[_Work | FetchFailure], run: _ScopeRun, progress: Progress | None
+    ) -> None:
+        """Embed every changed page of the group in one call (the embedder sorts all their
+        texts by length), then commit the pages in order, each as its own transaction."""
+        todo = [w for w in group if isinstance(w, _Work) and w.needs_embedding]
+        vectors = dict(zip(map(id, todo), self._embed(todo), strict=True))
+        pending_cursor: datetime | None = None
+        for item in group:
+            if isinstance(item, FetchFailure):
+                outcome: Outcome = "failed"
+                run.tally.errors.append(f"{item.artifact_id}: {item.error}")
+            else:
+                cursor = item.doc.updated_at if run.ordered and run.clean else None
+                outcome = self._apply(
+                    item,
+                    vectors.get(id(item)),
+                    cursor_scope=run.cursor_scope,
+                    cursor=cursor,
+                    errors=run.tally.errors,
+                )
+                if outcome == "unchanged" and cursor is not None:
+                    pending_cursor = cursor  # recorded once for the group, below
+                elif outcome == "synced":
+                    pending_cursor = None  # the commit recorded its own, later, cursor
+            run.clean = run.clean and outcome != "failed"
+            run.tally.add(outcome)
+            if progress:
+                progress(run.cursor_scope[1], run.tally.frozen())
+        if pending_cursor is not None:
+            with self._db.connection() as conn:
+                sync_state.advance_cursor(conn, *run.cursor_scope, pending_cursor)
+
+    def _embed(self, works: list[_Work]) -> list[PageVectors | KbError]:
+        pages = [PageText(w.row.title if w.row else "", w.chunks) for w in works]
+        return embed_pages(self._embedder, self._sentence_signal, pages)
+
+    def _apply(
         self,
-        doc: SourceDocument,
+        work: _Work,
+        vectors: PageVectors | KbError | None,
         *,
         cursor_scope: tuple[str, str] | None,
         cursor: datetime | None,
         errors: list[str],
     ) -> Outcome:
-        if doc.restricted and not self._include_restricted:
+        """One prepared page into the store. An unchanged page's cursor is the caller's to
+        record; a changed page commits its cursor with its chunks."""
+        doc, row, state = work.doc, work.row, work.state
+        if row is None:
             # A page that became restricted must stop being searchable.
             return "deleted" if self._delete(doc.artifact_id) == "deleted" else "skipped"
-        doc = replace(doc, text=normalise_text(doc.text), title=doc.title.strip())
-        digest = content_hash(doc.title, doc.text)
-        row = ArtifactRow(
-            doc.artifact_id,
-            doc.source,
-            doc.scope_key,
-            doc.title,
-            doc.url,
-            doc.version,
-            digest,
-            doc.labels,
-            doc.text,
-            doc.updated_at,
-        )
         try:
-            with self._db.connection() as conn:
-                state = artifacts.states(conn, [doc.artifact_id]).get(doc.artifact_id)
-            if state is not None and not state.deleted and state.content_hash == digest:
-                with self._db.connection() as conn:
-                    if state.version != doc.version:
-                        artifacts.touch_version(conn, row)
-                        _record_change(
-                            conn, SourceChange(doc.artifact_id, "updated", digest, doc.version)
-                        )
-                    if cursor_scope and cursor:
-                        sync_state.advance_cursor(conn, *cursor_scope, cursor)
+            if not work.needs_embedding:
+                assert state is not None
                 if state.version != doc.version:
+                    with self._db.connection() as conn:
+                        artifacts.touch_version(conn, row)
+                        change = SourceChange(
+                            doc.artifact_id, "updated", row.content_hash, doc.version
+                        )
+                        _record_change(conn, change)
                     # Same text, new version: the cache records it and dirties nothing.
-                    self._notify_changed(doc.artifact_id, digest, doc.version)
+                    self._notify_changed(doc.artifact_id, row.content_hash, doc.version)
                 return "unchanged"
-            chunks = [
-                ChunkRow(c.ord, c.heading, c.text, c.token_count, sentence_units(c.text))
-                for c in self._chunker.split(doc.text or doc.title)
-            ]
-            # One call: the chunks, then every chunk's sentences (retrieval scores both).
-            vectors = self._embedder.embed(
-                [embedding_text(doc.title, c.heading, c.text) for c in chunks]
-                + [s for c in chunks for s in c.sentences]
-            )
+            if isinstance(vectors, KbError):
+                raise vectors
+            assert vectors is not None
             with self._db.connection() as conn:
                 conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (doc.artifact_id,))
                 current = artifacts.states(conn, [doc.artifact_id]).get(doc.artifact_id)
-                if current is not None and not current.deleted and current.content_hash == digest:
+                if (
+                    current is not None
+                    and not current.deleted
+                    and current.content_hash == row.content_hash
+                ):
                     return "unchanged"  # a concurrent writer (webhook or run) got here first
-                artifacts.replace(conn, row, chunks, vectors[: len(chunks)], vectors[len(chunks) :])
+                artifacts.replace(
+                    conn, row, vectors.chunks, vectors.chunk_vectors, vectors.sentence_vectors
+                )
                 if state is not None and not state.deleted:
-                    _record_change(
-                        conn, SourceChange(doc.artifact_id, "updated", digest, doc.version)
-                    )
+                    change = SourceChange(doc.artifact_id, "updated", row.content_hash, doc.version)
+                    _record_change(conn, change)
                 if cursor_scope and cursor:
                     sync_state.advance_cursor(conn, *cursor_scope, cursor)
         except (KbError, psycopg.Error) as exc:
@@ -327,7 +437,7 @@ class SyncEngine:
             return "failed"
         if state is not None and not state.deleted:
             # A page indexed for the first time (or restored) cannot be cited by any answer yet.
-            self._notify_changed(doc.artifact_id, digest, doc.version)
+            self._notify_changed(doc.artifact_id, row.content_hash, doc.version)
         return "synced"
 
     def _delete(self, artifact_id: str) -> Outcome:

@@ -8,7 +8,7 @@ wraps any of them so unchanged text is never embedded twice.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -32,3 +32,25 @@ def normalise_rows(vectors: Vectors) -> Vectors:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     out: Vectors = (vectors / np.clip(norms, 1e-12, None)).astype(np.float32)
     return out
+
+
+Spans = Sequence[Sequence[tuple[int, int]]]  # units, each some character spans of one text
+
+
+@runtime_checkable
+class SpanEmbedder(Protocol):
+    """An embedder that can also pool parts of each text from the same forward pass."""
+
+    def embed_spans(
+        self, texts: Sequence[str], spans: Sequence[Spans]
+    ) -> tuple[Vectors, list[Vectors | None]]: ...
+
+
+def span_embedder(embedder: Embedder) -> SpanEmbedder | None:
+    """The embedder itself, or the one a wrapper (``inner``) delegates to, if it pools spans."""
+    current: object = embedder
+    while current is not None:
+        if isinstance(current, SpanEmbedder):
+            return current
+        current = getattr(current, "inner", None)
+    return None

@@ -5,13 +5,23 @@ this package (``data/minilm_tokenizer.json``, the model's standard ``tokenizer.j
 Apache-2.0); both are checked against pinned sha256 sums when the embedder loads, so nothing is
 ever fetched from a model hub. Pipeline as sentence-transformers runs it: WordPiece up to 256
 tokens, mean pooling over the attention mask, L2 normalisation.
+
+Batches are cut by a token budget over texts sorted by their word-piece length, so a
+20-token sentence is never padded to a 256-token chunk and short texts go in larger batches.
+Session settings were chosen by measurement (docs/BENCHMARKS.md, "Embedder session"): one
+intra-op thread per core, no spinning when idle (the bot and daemon share the machine with
+Postgres), full graph optimisation, and no CPU memory arena, so the process does not keep the
+memory of its largest batch for as long as it lives.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -26,6 +36,9 @@ MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6
 TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
 MAX_TOKENS = 256
 DIMENSION = 384
+BATCH_TOKENS = 4096  # padded word pieces per model call: 16 full-length chunks
+MAX_BATCH = 64  # rows per model call, whatever their length
+MAX_PADDING = 0.1  # a batch is cut before padding would exceed this share of it
 
 
 def _sha256(path: Path) -> str:
@@ -51,6 +64,22 @@ def default_tokenizer_path() -> Path:
     return Path(str(resources.files("store.embedders") / "data" / "minilm_tokenizer.json"))
 
 
+@dataclass(frozen=True)
+class EmbedStats:
+    """What the model has been given so far: texts, real and padded word pieces, calls, time."""
+
+    texts: int = 0
+    tokens: int = 0
+    padded_tokens: int = 0
+    batches: int = 0
+    seconds: float = 0.0
+
+    @property
+    def padding_waste(self) -> float:
+        """The share of the model's positions that were padding."""
+        return 1 - self.tokens / self.padded_tokens if self.padded_tokens else 0.0
+
+
 class LocalEmbedder:
     """all-MiniLM-L6-v2 int8; loads lazily (first call), verifying both files' checksums."""
 
@@ -60,16 +89,25 @@ class LocalEmbedder:
         model_path: Path | None = None,
         tokenizer_path: Path | None = None,
         threads: int | None = None,
-        batch_size: int = 32,
+        batch_tokens: int = BATCH_TOKENS,
+        max_batch: int = MAX_BATCH,
+        memory_arena: bool = False,
+        spinning: bool = False,
+        optimization: str = "all",
     ) -> None:
         self._model_path = model_path
         self._tokenizer_path = tokenizer_path
-        self._threads = threads
-        self._batch_size = batch_size
+        self._threads = threads or os.cpu_count() or 1
+        self._batch_tokens = batch_tokens
+        self._max_batch = max_batch
+        self._memory_arena = memory_arena
+        self._spinning = spinning
+        self._optimization = optimization  # "basic", "extended" or "all" (bench/embedder.py)
         self._lock = threading.Lock()
         self._session: Any = None
         self._tokenizer: Any = None
         self._needs_token_types = False
+        self.stats = EmbedStats()
 
     @property
     def identity(self) -> EmbedderIdentity:
@@ -98,40 +136,117 @@ class LocalEmbedder:
                     )
             tokenizer = Tokenizer.from_file(str(tokenizer_file))
             tokenizer.enable_truncation(max_length=MAX_TOKENS)
-            tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
-            options = ort.SessionOptions()
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            options.log_severity_level = 3
-            if self._threads:
-                options.intra_op_num_threads = self._threads
+            tokenizer.no_padding()  # each batch is padded to its own longest text
             session = ort.InferenceSession(
-                str(model), sess_options=options, providers=["CPUExecutionProvider"]
+                str(model),
+                sess_options=self._session_options(ort),
+                providers=["CPUExecutionProvider"],
             )
             self._needs_token_types = any(i.name == "token_type_ids" for i in session.get_inputs())
             self._tokenizer = tokenizer
             self._session = session
 
+    def _session_options(self, ort: Any) -> Any:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = getattr(
+            ort.GraphOptimizationLevel, f"ORT_ENABLE_{self._optimization.upper()}"
+        )
+        options.log_severity_level = 3
+        options.intra_op_num_threads = self._threads
+        options.inter_op_num_threads = 1
+        options.enable_cpu_mem_arena = self._memory_arena
+        spin = "1" if self._spinning else "0"
+        options.add_session_config_entry("session.intra_op.allow_spinning", spin)
+        options.add_session_config_entry("session.inter_op.allow_spinning", spin)
+        return options
+
     def embed(self, texts: Sequence[str], *, purpose: Purpose = "document") -> Vectors:
         del purpose  # MiniLM embeds questions and passages alike
-        if not texts:
-            return np.zeros((0, DIMENSION), dtype=np.float32)
-        self.load()
-        out = np.zeros((len(texts), DIMENSION), dtype=np.float32)
-        # Sorting by length keeps each batch's padding small.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        for start in range(0, len(order), self._batch_size):
-            idx = order[start : start + self._batch_size]
-            out[idx] = self._encode([texts[i] for i in idx])
-        return out
+        return self.embed_spans(texts, [()] * len(texts))[0]
 
-    def _encode(self, texts: list[str]) -> Vectors:
-        encodings = self._tokenizer.encode_batch(texts)
-        ids = np.array([e.ids for e in encodings], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+    def embed_spans(
+        self, texts: Sequence[str], spans: Sequence[Sequence[Sequence[tuple[int, int]]]]
+    ) -> tuple[Vectors, list[Vectors | None]]:
+        """Each text's vector and, from the same forward pass, one vector per unit of its
+        ``spans`` (a unit is character spans of the text): the mean of the token states
+        inside the unit, L2-normalised. A unit wholly past the model's 256 word pieces gets
+        no vector: its row is NaN."""
+        if not texts:
+            return np.zeros((0, DIMENSION), dtype=np.float32), []
+        self.load()
+        encodings = self._tokenizer.encode_batch(list(texts))
+        lengths = [len(e.ids) for e in encodings]
+        out = np.zeros((len(texts), DIMENSION), dtype=np.float32)
+        units: list[Vectors | None] = [None] * len(texts)
+        for idx in self._batches(lengths):
+            hidden, mask = self._forward([encodings[i].ids for i in idx])
+            weights = mask[..., None].astype(np.float32)
+            pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+            out[idx] = normalise_rows(pooled.astype(np.float32))
+            for row, i in enumerate(idx):
+                if spans[i]:
+                    units[i] = _pool_units(hidden[row], encodings[i], spans[i])
+        return out, units
+
+    def _batches(self, lengths: list[int]) -> list[list[int]]:
+        """Indices sorted by length, cut so each batch's padded size stays in the budget and
+        no more than a tenth of its positions are padding."""
+        order = sorted(range(len(lengths)), key=lengths.__getitem__)
+        batches: list[list[int]] = []
+        current: list[int] = []
+        real = 0
+        for i in order:
+            # Sorted ascending: the newcomer is the batch's longest text.
+            rows, padded = len(current) + 1, (len(current) + 1) * lengths[i]
+            if current and (
+                padded > self._batch_tokens
+                or rows > self._max_batch
+                or real + lengths[i] < (1 - MAX_PADDING) * padded
+            ):
+                batches.append(current)
+                current, real = [], 0
+            current.append(i)
+            real += lengths[i]
+        if current:
+            batches.append(current)
+        return batches
+
+    def _forward(self, rows: list[list[int]]) -> tuple[Any, Any]:
+        """The model's token states for one batch, and its attention mask."""
+        started = time.perf_counter()
+        width = max(len(r) for r in rows)
+        ids = np.zeros((len(rows), width), dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for n, row in enumerate(rows):
+            ids[n, : len(row)] = row
+            mask[n, : len(row)] = 1
         feeds = {"input_ids": ids, "attention_mask": mask}
         if self._needs_token_types:
             feeds["token_type_ids"] = np.zeros_like(ids)
         hidden = self._session.run(None, feeds)[0]
-        weights = mask[..., None].astype(np.float32)
-        pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
-        return normalise_rows(pooled.astype(np.float32))
+        s = self.stats
+        self.stats = EmbedStats(
+            s.texts + len(rows),
+            s.tokens + int(mask.sum()),
+            s.padded_tokens + ids.size,
+            s.batches + 1,
+            s.seconds + time.perf_counter() - started,
+        )
+        return hidden, mask
+
+
+def _pool_units(hidden: Any, encoding: Any, units: Sequence[Sequence[tuple[int, int]]]) -> Vectors:
+    starts = np.array([o[0] for o in encoding.offsets])
+    ends = np.array([o[1] for o in encoding.offsets])
+    real = np.array(encoding.special_tokens_mask) == 0
+    out = np.full((len(units), DIMENSION), np.nan, dtype=np.float32)
+    for n, unit in enumerate(units):
+        inside = np.zeros(len(starts), dtype=bool)
+        for a, b in unit:
+            inside |= (starts >= a) & (ends <= b) & (ends > starts)
+        inside &= real
+        if inside.any():
+            out[n] = hidden[: len(starts)][inside].mean(axis=0)
+    seen = ~np.isnan(out[:, 0])
+    out[seen] = normalise_rows(out[seen])
+    return out

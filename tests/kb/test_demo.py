@@ -46,6 +46,8 @@ def test_the_demo_answers_questions_from_stdin_with_sources(
     assert "[1] OPS-412:" in ops412
     assert "answered from cache" in again and "answered from cache" not in windows
     assert "Salary" not in out
+    assert 'kb ask --demo "' in out, "the closing lines say how to ask the sample again"
+    assert "CONFLUENCE_BASE_URL" in out, "and how to point kb-bot at a real Confluence"
 
 
 def test_a_second_demo_run_reuses_the_synced_knowledge_base(
@@ -57,6 +59,7 @@ def test_a_second_demo_run_reuses_the_synced_knowledge_base(
         "KB_DATA_DIR": str(tmp_path / "data"),
         "KB_LOG_LEVEL": "ERROR",
     }
+    outputs = []
     for expected in ("synced 17", "synced 0, unchanged 17"):
         result = subprocess.run(
             [sys.executable, "-m", "kb.cli", "demo", "-q", "Who do I page for a SEV1?"],
@@ -69,3 +72,16 @@ def test_a_second_demo_run_reuses_the_synced_knowledge_base(
         assert result.returncode == 0, result.stderr
         assert f"confluence: {expected}" in result.stdout
         assert "On-call handbook" in result.stdout
+        outputs.append(result.stdout)
+    assert "unchanged since it was synced on" not in outputs[0]
+    assert "unchanged since it was synced on" in outputs[1], "a warm run says when it synced"
+    asked = subprocess.run(
+        [sys.executable, "-m", "kb.cli", "ask", "--demo", "Who do I page for a SEV1?"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert asked.returncode == 0, asked.stderr
+    assert "On-call handbook" in asked.stdout, "kb ask --demo reads the demo's knowledge base"

@@ -19,7 +19,7 @@ from store.db import Database
 from store.passages import Passage
 from store.schema import bind_embedder
 from store.scope import Scope
-from store.search import Mode, Retriever, SearchSettings, sentence_units
+from store.search import Mode, Retriever, SearchSettings
 from store.tokens import TokenCounter
 from sync.chunking import Chunker
 from sync.engine import SyncEngine
@@ -338,21 +338,6 @@ def test_chunks_without_sentence_rows_fall_back_to_the_chunk_cosine(rig: Rig) ->
     with rig.db.connection() as conn:
         conn.execute("DELETE FROM chunk_sentences")
     assert rig.ids("WireGuard app for Mac laptops", mode="vector")[0] == "confluence:2"
-
-
-def test_sentence_units() -> None:
-    assert sentence_units("One two three four. Five six seven eight! Nine?") == (
-        "One two three four.",
-        "Five six seven eight! Nine?",
-    )
-    bullets = "Steps:\n- open\n- click save\nDone."
-    assert sentence_units(bullets) == ("Steps: - open - click save Done.",)
-    assert sentence_units("") == ()
-    assert sentence_units("short") == ("short",)
-    many = " ".join(f"Sentence number {i} is here." for i in range(100))
-    units = sentence_units(many)
-    assert len(units) == 32
-    assert " ".join(units) == many
 
 
 def test_pick_lexemes_reads_what_parse_tsvector_reads() -> None:

@@ -5,7 +5,7 @@ import itertools
 import pytest
 
 from store.tokens import TokenCounter
-from sync.chunking import Chunker
+from sync.chunking import Chunker, sentence_units
 
 
 @pytest.fixture(scope="module")
@@ -62,3 +62,18 @@ def test_a_longer_fence_keeps_inner_backtick_lines_inside_the_block(chunker: Chu
     code = "````markdown\nExample:\n\n```\nnested\n```\n\nstill code\n````"
     chunks = chunker.split("# Docs\n\n" + code + "\n\nAfter.")
     assert code in chunks[0].text
+
+
+def test_sentence_units_split_at_sentence_ends_join_fragments_and_cap_at_32() -> None:
+    assert sentence_units("One two three four. Five six seven eight! Nine?") == (
+        "One two three four.",
+        "Five six seven eight! Nine?",
+    )
+    bullets = "Steps:\n- open\n- click save\nDone."
+    assert sentence_units(bullets) == ("Steps: - open - click save Done.",)
+    assert sentence_units("") == ()
+    assert sentence_units("short") == ("short",)
+    many = " ".join(f"Sentence number {i} is here." for i in range(100))
+    units = sentence_units(many)
+    assert len(units) == 32
+    assert " ".join(units) == many

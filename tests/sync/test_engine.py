@@ -1,18 +1,21 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 
 import pytest
 from fakes.connector import MemoryConnector
 from fakes.embedder import HashingEmbedder
 from fakes.listener import RecordingListener
 
+from core.errors import RemoteError
 from store.db import Database
 from store.schema import bind_embedder
 from store.tokens import TokenCounter
 from sync.chunking import Chunker
-from sync.engine import SyncEngine
+from sync.engine import Item, SyncEngine
 
 
 @dataclass
@@ -74,6 +77,41 @@ def test_first_sync_indexes_every_page_and_records_the_run(rig: Rig) -> None:
     assert run is not None and run["status"] == "ok" and run["synced"] == 3
     assert run["finished_at"] is not None
     assert rig.listener.changed == [], "new pages cannot be cited by any answer yet"
+
+
+def test_a_first_sync_embeds_the_texts_of_many_pages_in_one_embedder_call(rig: Rig) -> None:
+    for n in range(12):
+        rig.source.put(str(n), f"Runbook {n}", f"Restart service {n} first. Then page the lead.")
+    report = rig.engine.run(rig.source)
+    assert report.counts.synced == 12
+    assert rig.embedder.calls == 1, "chunks and sentences of all twelve pages in one call"
+    assert rig.search("lead") == sorted(f"confluence:{n}" for n in range(12))
+
+
+class _BreaksMidway(MemoryConnector):
+    """Lists ``good`` pages, then the source goes down."""
+
+    good: int | None = None
+
+    def changed(self, scope_key: str, since: datetime | None) -> Iterator[Item]:
+        for n, item in enumerate(super().changed(scope_key, since)):
+            if self.good is not None and n == self.good:
+                raise RemoteError("the source went down mid-listing")
+            yield item
+
+
+def test_a_listing_that_breaks_midway_keeps_every_page_fetched_before(rig: Rig) -> None:
+    source = _BreaksMidway()
+    for n in range(40):
+        source.put(str(n), f"Runbook {n}", f"Restart service {n} first. Then page the lead.")
+    source.good = 35
+    engine = SyncEngine(rig.db, rig.embedder, Chunker(TokenCounter()), clock=lambda: source.clock)
+    first = engine.run(source)
+    assert first.status == "failed" and first.counts.synced == 35
+    source.good = None
+    second = engine.run(source)
+    assert second.status == "ok"
+    assert (second.counts.synced, second.counts.unchanged) == (5, 35)
 
 
 def test_resync_of_unchanged_pages_makes_zero_embedding_calls(rig: Rig) -> None:

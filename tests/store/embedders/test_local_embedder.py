@@ -67,3 +67,25 @@ def test_a_corrupt_tokenizer_file_is_refused_at_load(tmp_path: Path) -> None:
 def test_a_missing_model_file_is_reported_with_its_path(tmp_path: Path) -> None:
     with pytest.raises(ModelFileError, match=r"model file .*missing"):
         LocalEmbedder(model_path=tmp_path / "nope.onnx").embed(["x"])
+
+
+def test_chunks_and_sentences_embedded_together_waste_little_on_padding() -> None:
+    embedder = LocalEmbedder()
+    chunks = [f"Chunk {n} about the deploy pipeline and its rollback. " * 30 for n in range(20)]
+    sentences = [
+        f"Sentence {n} {'is short' if n % 2 else 'says a little more about the on-call rota'}."
+        for n in range(200)
+    ]
+    embedder.embed(chunks + sentences)
+    assert embedder.stats.texts == 220
+    assert embedder.stats.padding_waste < 0.15
+
+
+def test_a_batch_is_cut_by_its_padded_size() -> None:
+    embedder = LocalEmbedder(batch_tokens=1024, max_batch=64)
+    lengths = [200] * 10 + [10] * 100
+    batches = embedder._batches(lengths)
+    assert all(len(b) * max(lengths[i] for i in b) <= 1024 for b in batches)
+    assert all(len(b) <= 64 for b in batches)
+    assert all(len({lengths[i] for i in b}) == 1 for b in batches), "no 10s padded to 200"
+    assert sorted(i for b in batches for i in b) == list(range(110))
