@@ -85,6 +85,7 @@ class Topology:
     bots: tuple[Process, Process]
     daemons: tuple[Process, Process]
     http: httpx.Client
+    env: dict[str, str]  # what a further process on this store gets
 
     def logs(self) -> str:
         return "\n".join(
@@ -253,7 +254,13 @@ def topology(database_url: str, tmp_path: Path) -> Iterator[Topology]:
         )
         bots = (start("bot-1", "bot"), start("bot-2", "bot"))
         second = start("daemon-2", "daemon")
-        world = Topology(slack, wiki, page, claude, database_url, bots, (first, second), http)
+        spare = tmp_path / "spare"
+        spare.mkdir()
+        env = _environment(
+            database_url, spare, slack, wiki, claude, port=_free_port(), webhook_port=_free_port()
+        )
+        daemons = (first, second)
+        world = Topology(slack, wiki, page, claude, database_url, bots, daemons, http, env)
         _wait(
             "the first daemon's initial sync",
             lambda: "incremental sync: confluence: synced 2" in first.output(),
@@ -332,3 +339,17 @@ def test_two_bots_share_answers_and_freshness_and_a_second_daemon_doubles_nothin
     jobs = ("sync.engine", "sync.webhook_worker", "sync.freshness", "bot.outbox")
     assert not [line for line in standby.output().splitlines() if any(j in line for j in jobs)]
     assert not any(p.exited() for p in (*world.bots, *world.daemons)), world.logs()
+
+    # A manual `kb sync` that forgot KB_CACHE (default disk) would apply changes to a cache
+    # no bot reads: it refuses, naming the key.
+    forgot = subprocess.run(
+        [sys.executable, "-m", "kb.cli", "sync"],
+        env={**world.env, "KB_CACHE": "disk"},
+        cwd=world.env["KB_DATA_DIR"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert forgot.returncode == 2, forgot.stdout + forgot.stderr
+    assert "KB_CACHE" in forgot.stderr
+    assert world.sync_runs() == [("incremental", "schedule")]
