@@ -12,6 +12,7 @@ from pathlib import Path
 from kb import wiring
 from kb.settings import Settings
 from store.cache import AnswerCache
+from store.cache_backend_lock import CacheBackendLock
 from store.db import Database
 from store.embedders import Embedder
 from sync.engine import SyncEngine
@@ -49,6 +50,10 @@ def open_runtime(
         embedder = wiring.build_embedder(settings)
         db = wiring.open_bound_store(settings, embedder, pool_size=pool_size, schema=schema)
         stack.callback(db.close)
+        # Every process of a store on one answer-cache backend (store/cache_backend_lock.py).
+        backend_lock = CacheBackendLock(db, settings.cache_backend)
+        backend_lock.acquire()
+        stack.callback(backend_lock.release)
         cache = wiring.build_cache(settings, db, directory=cache_dir)
         stack.callback(cache.close)
         clients = wiring.build_connectors(settings) if connectors else {}
