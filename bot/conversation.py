@@ -27,7 +27,7 @@ from typing import Protocol
 from bot import bot_state, wording
 from bot.answers import Answer, AnswerFlow, Turn
 from bot.bot_state import Vote
-from bot.draining import DrainingPool
+from bot.draining import SHUTDOWN_GRACE, DrainingPool
 from bot.platform import ActionValue, Requester
 from bot.sync_request import SyncArgsError, SyncTargets, parse_sync_request
 from store.db import Database
@@ -134,12 +134,13 @@ class Conversation:
         policy: ChatPolicy,
         *,
         workers: int = 16,
+        shutdown_grace: float = SHUTDOWN_GRACE,
     ) -> None:
         self.platform = platform
         self._flow = flow
         self._db = db
         self._policy = policy
-        self._pool = DrainingPool(workers, f"kb-{platform}-answer")
+        self._pool = DrainingPool(workers, f"kb-{platform}-answer", grace=shutdown_grace)
 
     def close(self) -> None:
         """Finish the answers under way within the grace (bot.draining), hand back the rest;
