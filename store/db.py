@@ -9,6 +9,7 @@ store's schema, so one database can hold several isolated stores (tests, ``kb ev
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import warnings
@@ -122,7 +123,9 @@ def _ensure_extension(url: str) -> None:
                 "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
             ).fetchone()
             if row is None:
-                conn.execute("CREATE EXTENSION IF NOT EXISTS vector SCHEMA public")
+                # ``kb up`` starts two processes on a fresh store: IF NOT EXISTS still races.
+                with contextlib.suppress(psycopg.errors.UniqueViolation):
+                    conn.execute("CREATE EXTENSION IF NOT EXISTS vector SCHEMA public")
     except psycopg.OperationalError as exc:
         raise StoreError(
             f"cannot reach Postgres: {_redact(str(exc))}; check DATABASE_URL and that the "

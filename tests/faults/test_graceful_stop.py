@@ -58,17 +58,24 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _start_bot(slack: FakeSlack, data_dir: Path) -> tuple[subprocess.Popen[str], int]:
-    port = _free_port()
+def _start_bot(
+    slack: FakeSlack, data_dir: Path, command: str = "bot"
+) -> tuple[subprocess.Popen[str], int]:
+    port, webhook_port = _free_port(), _free_port()
+    health = [f"http://127.0.0.1:{port}/healthz"]
+    if command == "up":  # the daemon's listener too: both children are serving
+        health.append(f"http://127.0.0.1:{webhook_port}/healthz")
     env = {
         **BASE_ENV,
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "SLACK_API_URL": slack.url + "/",
         "KB_DATA_DIR": str(data_dir),
         "PORT": str(port),
+        "KB_WEBHOOK_PORT": str(webhook_port),
+        "KB_SYNC_EVERY": "600",
     }
     bot = subprocess.Popen(
-        [sys.executable, "-m", "kb.cli", "bot"],
+        [sys.executable, "-m", "kb.cli", command],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -78,7 +85,7 @@ def _start_bot(slack: FakeSlack, data_dir: Path) -> tuple[subprocess.Popen[str],
     while time.monotonic() < deadline:
         assert bot.poll() is None, bot.communicate()[0]
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+            if all(httpx.get(url, timeout=1).status_code == 200 for url in health):
                 return bot, port
         except httpx.HTTPError:
             pass
@@ -146,3 +153,17 @@ def test_a_restart_after_sigkill_forgets_the_dead_user_and_stops_the_server(
     (root / "restarted.go").touch()
     assert restarted.wait(60) == 0
     assert _wait_gone(pid_file, 30), "the stale pid kept the embedded Postgres running"
+
+
+def test_kb_up_passes_sigterm_on_and_everything_stops(data_dir: Path) -> None:
+    with FakeSlack() as slack:
+        up, _ = _start_bot(slack, data_dir, "up")
+        up.send_signal(signal.SIGTERM)
+        try:
+            output, _ = up.communicate(timeout=GRACE + 20)
+        finally:
+            up.kill()
+        assert up.returncode == 0, output[-2000:]
+        assert "Traceback" not in output
+        assert "kb bot stopped" in output  # the bot child stopped gracefully, not killed
+    assert _wait_gone(data_dir / "pg" / "postmaster.pid", 30), "embedded Postgres orphaned"
