@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
@@ -28,6 +27,7 @@ from typing import Protocol
 from bot import bot_state, wording
 from bot.answers import Answer, AnswerFlow, Turn
 from bot.bot_state import Vote
+from bot.draining import SHUTDOWN_GRACE, DrainingPool
 from bot.platform import ActionValue, Requester
 from bot.sync_request import SyncArgsError, SyncTargets, parse_sync_request
 from store.db import Database
@@ -134,16 +134,18 @@ class Conversation:
         policy: ChatPolicy,
         *,
         workers: int = 16,
+        shutdown_grace: float = SHUTDOWN_GRACE,
     ) -> None:
         self.platform = platform
         self._flow = flow
         self._db = db
         self._policy = policy
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix=f"kb-{platform}-answer")
+        self._pool = DrainingPool(workers, f"kb-{platform}-answer", grace=shutdown_grace)
 
     def close(self) -> None:
-        """Finish the answers under way; nothing new is accepted afterwards."""
-        self._pool.shutdown(wait=True)
+        """Finish the answers under way within the grace (bot.draining), hand back the rest;
+        nothing new is accepted afterwards."""
+        self._pool.close()
 
     # --- questions ----------------------------------------------------------------------------
 
@@ -154,7 +156,16 @@ class Conversation:
 
     def ask(self, question: Question, thread: ChatThread) -> None:
         """Answer in the background; returns at once."""
-        self._pool.submit(self._answer, question, thread)
+        self._pool.submit(
+            lambda: self._answer(question, thread), lambda: self._hand_back(question, thread)
+        )
+
+    @staticmethod
+    def _hand_back(question: Question, thread: ChatThread) -> None:
+        """Stopping before this answer was done: say so, with Refresh, and clear the reaction."""
+        thread.post_error(wording.RESTARTING, question.text or None)
+        with thread.working():  # entering again is harmless; leaving clears the indicator
+            pass
 
     def _answer(self, question: Question, thread: ChatThread) -> None:
         with thread.working():
@@ -189,7 +200,7 @@ class Conversation:
         if value is None or not value.question:
             return False
         message.mark_refreshing()
-        self._pool.submit(self._refresh, value.question, channel, thread, message)
+        self._pool.submit(lambda: self._refresh(value.question, channel, thread, message))
         return True
 
     def _refresh(self, question: str, channel: str, thread: str, message: AnswerMessage) -> None:

@@ -27,6 +27,7 @@ from bot.platform import (
 # --- the conversation's replies -------------------------------------------------------------------
 
 SOMETHING_WRONG = "Something went wrong on my side; the team has the details in the logs."
+RESTARTING = "I'm restarting and couldn't finish this answer; press Refresh in a minute."
 EMPTY_QUESTION = "Ask me a question after the mention, e.g. “@kb how do I rotate the VPN cert?”"
 STALE_BUTTON = "That button no longer works; ask the question again with a mention."
 REFRESHING = "Refreshing… the answer will update in place in a moment."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import signal
@@ -28,10 +29,44 @@ def run_bot(settings: Settings) -> int:
     from kb.chat_wiring import build_chat
 
     settings.require_chat()
-    with open_runtime(settings) as runtime:
-        flow = wiring.build_flow(settings, runtime.db, runtime.embedder, runtime.cache)
-        serve(build_chat(settings, flow, runtime.db), runtime.db, port=settings.port)
+    _interrupt_on_signals()
+    try:
+        with open_runtime(settings) as runtime:
+            flow = wiring.build_flow(settings, runtime.db, runtime.embedder, runtime.cache)
+            serve(build_chat(settings, flow, runtime.db), runtime.db, port=settings.port)
+    except KeyboardInterrupt:
+        pass  # SIGTERM or Ctrl-C: serve() closed the mounts (bounded, bot.draining)
+    log.info("kb bot stopped")
+    _exit_without_stuck_workers()
     return 0
+
+
+def _interrupt_on_signals() -> None:
+    """SIGTERM stops ``kb bot`` the way Ctrl-C does: the server loop is interrupted and every
+    ``finally`` runs (answers finished or handed back, the embedded Postgres released). A second
+    signal while stopping is ignored, so it cannot cut that short; SIGKILL still works."""
+
+    def handle(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        log.info("kb bot stopping (signal %d)", signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+
+def _exit_without_stuck_workers() -> None:
+    """An answer still stuck after the grace (a hung model call) would hold the interpreter's
+    exit, which joins every worker thread, until the platform's SIGKILL orphans the embedded
+    Postgres. Run the exit hooks (they release it) and leave without joining."""
+    stuck = [t for t in threading.enumerate() if not t.daemon and t is not threading.main_thread()]
+    if not stuck:
+        return
+    log.warning("leaving %d stuck worker thread(s) behind", len(stuck))
+    logging.shutdown()
+    atexit._run_exitfuncs()
+    os._exit(0)
 
 
 def cache_metrics(cache: AnswerCache, invalidator: CacheInvalidator) -> dict[str, float]:

@@ -9,6 +9,7 @@ store's schema, so one database can hold several isolated stores (tests, ``kb ev
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import warnings
@@ -47,6 +48,8 @@ def start_embedded(data_dir: Path, *, ephemeral: bool = False) -> str:
         if running is not None:
             return str(running.get_uri())
         server = get_server(pgdata, cleanup_mode="delete" if ephemeral else "stop", start=False)
+        with server._lock:
+            _forget_dead_users(server.global_process_id_list)
         if not pgdata.joinpath("postmaster.pid").exists():
             with server._lock:  # the package's own inter-process lock around initdb and start
                 server.ensure_pgdata_inited()
@@ -62,6 +65,25 @@ def start_embedded(data_dir: Path, *, ephemeral: bool = False) -> str:
         # on the way to pg/; passing through is all that user needs.
         os.chmod(data_dir, ROOT_TRAVERSABLE_MODE)
     return str(server.get_uri())
+
+
+def _forget_dead_users(users: Any) -> None:
+    """Drop the pids of processes that died without leaving (``kill -9``) from the server's
+    list of users, so the last live one out still stops it rather than leaving it orphaned."""
+    pids = users._get()
+    alive = [pid for pid in pids if _alive(pid)]
+    if alive != pids:
+        users.put(alive)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    return True
 
 
 # What the embedded server runs with (README, "Deployment at scale"): sized for
@@ -101,7 +123,9 @@ def _ensure_extension(url: str) -> None:
                 "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
             ).fetchone()
             if row is None:
-                conn.execute("CREATE EXTENSION IF NOT EXISTS vector SCHEMA public")
+                # ``kb up`` starts two processes on a fresh store: IF NOT EXISTS still races.
+                with contextlib.suppress(psycopg.errors.UniqueViolation):
+                    conn.execute("CREATE EXTENSION IF NOT EXISTS vector SCHEMA public")
     except psycopg.OperationalError as exc:
         raise StoreError(
             f"cannot reach Postgres: {_redact(str(exc))}; check DATABASE_URL and that the "

@@ -16,6 +16,7 @@ from typing import Any
 
 from slack_bolt import Ack, App, BoltContext
 from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_bolt.request import BoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk import WebClient
 
@@ -26,6 +27,7 @@ from bot.conversation import Inbound, Question
 from bot.host import Mount
 from bot.platform import ACTION_HELPFUL, ACTION_NOT_HELPFUL, ACTION_REFRESH, ActionValue, Requester
 from bot.slack.blocks import slack_to_plain
+from bot.slack.replay import delivery_key
 from bot.slack.thread import (
     HUMAN_SUBTYPES,
     Click,
@@ -137,10 +139,13 @@ class SlackHandlers:
 
     # --- middleware -------------------------------------------------------------------------
 
-    def drop_retries(self, body: dict[str, Any], next: Callable[[], Any]) -> BoltResponse | None:
-        """Slack redelivers an event it thinks we missed; its ``event_id`` is answered once."""
-        event_id = body.get("event_id") if body.get("type") == "event_callback" else None
-        if not isinstance(event_id, str) or not event_id:
+    def drop_retries(
+        self, body: dict[str, Any], request: BoltRequest, next: Callable[[], Any]
+    ) -> BoltResponse | None:
+        """Slack redelivers an event it thinks we missed, and a captured signed request can be
+        replayed within its window: each delivery (bot.slack.replay) is answered once."""
+        event_id = delivery_key(body, request.raw_body)
+        if event_id is None:
             return next()  # type: ignore[no-any-return]
         with self._db.connection() as conn:
             first = bot_state.first_time_seen(conn, event_id)
@@ -149,7 +154,7 @@ class SlackHandlers:
         self._maybe_prune()
         if first:
             return next()  # type: ignore[no-any-return]
-        log.info("ignoring Slack's redelivery of event %s", event_id)
+        log.info("ignoring a repeated Slack delivery (%s)", event_id)
         return BoltResponse(status=200, body="")
 
     def _prune(self) -> None:

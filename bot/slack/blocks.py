@@ -32,7 +32,6 @@ _BULLET = re.compile(r"^(\s*)[-*+]\s+(.*)$")
 _QUOTE = re.compile(r"^\s{0,3}>\s?(.*)$")
 _RULE = re.compile(r"^\s{0,3}([-*_])(\s*\1){2,}\s*$")
 _CODE_SPAN = re.compile(r"(`+)(.+?)\1")
-_AUTOLINK = re.compile(r"<((?:https?|mailto):[^<>\s]+)>")
 _BOLD = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1")
 _ITALIC = re.compile(r"(?<![\w*])\*(?=[^\s*])([^*\n]+?)(?<=[^\s*])\*(?![\w*])")
 _STRIKE = re.compile(r"~~(?=\S)(.+?)(?<=\S)~~")
@@ -64,10 +63,12 @@ class SlackMarkup:
 
 
 def to_mrkdwn(markdown: str) -> str:
-    """Markdown-ish answer text to Slack mrkdwn, keeping ``[n]`` markers and code fences."""
+    """Markdown-ish answer text to Slack mrkdwn, keeping ``[n]`` markers and code fences; the
+    text's own links become plain text (only :func:`link` makes live ones)."""
     out: list[str] = []
     in_fence = False
-    for line in markdown.replace("\x00", "").replace("\r\n", "\n").split("\n"):
+    text = md.unlink(markdown.replace("\x00", "").replace("\r\n", "\n"))
+    for line in text.split("\n"):
         if md.FENCE.match(line):
             in_fence = not in_fence
             out.append("```")  # Slack ignores a language tag; drop it rather than show it
@@ -107,15 +108,8 @@ def _inline(text: str) -> str:
     def code(match: re.Match[str]) -> str:
         return keep(f"`{escape(match[2].replace('`', ''))}`")
 
-    def md_link(match: re.Match[str]) -> str:
-        label, url = match[1], match[2]
-        if not md.SAFE_URL.match(url):
-            return match[1]  # relative or javascript: links have no useful target in Slack
-        return keep(link(url, label))
-
+    # Links were made plain text by md.unlink in to_mrkdwn: none in an answer is live.
     text = _CODE_SPAN.sub(code, text)
-    text = md.LINK.sub(md_link, text)
-    text = _AUTOLINK.sub(lambda m: keep(f"<{escape(m[1])}>"), text)
     text = md.HTML_BREAK.sub(" ", text)
     text = md.HTML_TAG.sub("", text)
     text = escape(text)

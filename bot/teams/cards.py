@@ -6,13 +6,15 @@ so a vote gets a private "thanks" instead of a message everyone in the channel s
 
 Teams renders a small Markdown subset in a TextBlock (bold, italic, lists, links) and no HTML
 or code blocks, so answers are reduced to that subset: headings become bold lines, code
-fences become monospace blocks, only http(s)/mailto links stay live, and tags are dropped.
+fences become monospace blocks, the answer's own links become plain text (only the source
+links the bot builds are live), and tags are dropped.
 An ``<at>`` tag in a card pings nobody without a matching mention entity, which we never add.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -202,6 +204,9 @@ def plain_text(answer: Answer) -> str:
 
 def answer_activity(answer: Answer, *, now: datetime | None = None) -> Activity:
     now = now or datetime.now(UTC)
+    # The answer's own links become plain text, card and fallback alike; only the source
+    # links built below are live (docs/ARCHITECTURE.md, "Security stance").
+    answer = replace(answer, text=md.unlink(answer.text))
     unavailable = answer.mode == "unavailable"
     head = [_text_block(emojify(UNAVAILABLE_WARNING), color="Warning")] if unavailable else []
     notes = [emojify(note) for note in answer_notes(answer, now)]

@@ -44,6 +44,14 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
 
 
+_triggers = itertools.count(1)
+
+
+def new_trigger_id() -> str:
+    """Unique per invocation, as Slack's are (a repeated one is a replay)."""
+    return f"{next(_triggers)}.{time.time_ns()}"
+
+
 def signed_headers(
     body: bytes, *, content_type: str, secret: str = SECRET, timestamp: int | None = None
 ) -> dict[str, str]:
@@ -372,7 +380,7 @@ class RunningBot:
             "user_id": user,
             "command": "/kb-sync",
             "text": text,
-            "trigger_id": "1.2.3",
+            "trigger_id": new_trigger_id(),
             "response_url": response_url or self.slack.response_url("cmd"),
         }
         return self.post(urlencode(form).encode(), "application/x-www-form-urlencoded")

@@ -28,7 +28,7 @@ from bot.slack.blocks import (
         ("~~gone~~", "~gone~"),
         (
             "see [the guide](https://x.example/a?b=1&c=2) [1]",
-            "see <https://x.example/a?b=1&amp;c=2|the guide> [1]",
+            "see the guide (https\u2236//x\u2024example/a?b=1&amp;c=2) [1]",
         ),
         ("[evil](javascript:alert(1)) text", "evil text"),
         ("# Heading **one**", "*Heading one*"),
@@ -40,7 +40,7 @@ from bot.slack.blocks import (
         ("use `<tag> **x**` here", "use `&lt;tag&gt; **x**` here"),
         ("```python\nif a < b:\n    **x**\n```", "```\nif a &lt; b:\n    **x**\n```"),
         ("line<br>next <b>bold</b>", "line next bold"),
-        ("auto <https://x.example/p>", "auto <https://x.example/p>"),
+        ("auto <https://x.example/p>", "auto https\u2236//x\u2024example/p"),
         ("> quoted [2]", ">quoted [2]"),
         ("```\nunterminated", "```\nunterminated\n```"),
     ],

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from fakes.flow import FakeFlow
-from fakes.slack_api import ADMIN, RunningBot, reset_bot_tables, running_bot
+from fakes.slack_api import ADMIN, RunningBot, new_trigger_id, reset_bot_tables, running_bot
 
 from store.db import Database
 from store.metrics import series, store_metrics
@@ -145,7 +145,7 @@ def _click(
             }
         ],
         "response_url": bot.slack.response_url("action"),
-        "trigger_id": "1.2.3",
+        "trigger_id": new_trigger_id(),
     }
     assert bot.action(payload).status_code == 200
 
