@@ -130,6 +130,13 @@ def sampled(pid: int) -> Iterator[list[int]]:
         thread.join()
 
 
+def quarters(samples: list[int]) -> list[int]:
+    if len(samples) < 4:
+        return samples
+    q = len(samples) // 4
+    return [max(samples[i * q : (i + 1) * q if i < 3 else None]) for i in range(4)]
+
+
 def mention(http: httpx.Client, question: str, ts: str) -> None:
     event = {
         "type": "app_mention",
@@ -216,6 +223,9 @@ def main() -> None:
             "sync_log": line.split("incremental sync:", 1)[1].strip(),
             "sync_seconds_from_start": round(synced_at, 1),
             "rss_mb_during_sync_max_sampled": max(samples, default=-1),
+            # Max RSS in each quarter of the sync: flat quarters mean memory does not grow
+            # with the number of pages (batches are capped), only with the largest batch.
+            "rss_mb_max_by_quarter_of_sync": quarters(samples),
             "rss_mb_after_sync": after_sync["VmRSS"],
             "rss_mb_after_5s_settle": settled["VmRSS"],
             "peak_rss_mb_vmhwm": settled["VmHWM"],
