@@ -16,6 +16,9 @@ memory of its largest batch for as long as it lives.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import hashlib
 import os
 import threading
@@ -39,6 +42,8 @@ DIMENSION = 384
 BATCH_TOKENS = 4096  # padded word pieces per model call: 16 full-length chunks
 MAX_BATCH = 64  # rows per model call, whatever their length
 MAX_PADDING = 0.1  # a batch is cut before padding would exceed this share of it
+# After a call this large, hand the freed activations back to the OS (see return_freed_memory).
+TRIM_AFTER_TOKENS = 1024
 
 
 def _sha256(path: Path) -> str:
@@ -47,6 +52,25 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+@functools.cache
+def _malloc_trim() -> Any:
+    """glibc's malloc_trim, or None where the C library has none (musl, macOS)."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    return getattr(ctypes.CDLL(name), "malloc_trim", None)
+
+
+def return_freed_memory() -> bool:
+    """Give memory the process has freed back to the OS; True if the C library could.
+
+    glibc keeps freed heap for reuse: without this, session creation's graph optimisation
+    (about 65 MB) and a batch's activations stay resident for as long as the bot or daemon
+    lives."""
+    trim = _malloc_trim()
+    return bool(trim is not None and trim(0) >= 0)
 
 
 def default_model_path() -> Path:
@@ -145,6 +169,7 @@ class LocalEmbedder:
             self._needs_token_types = any(i.name == "token_type_ids" for i in session.get_inputs())
             self._tokenizer = tokenizer
             self._session = session
+        return_freed_memory()
 
     def _session_options(self, ort: Any) -> Any:
         options = ort.SessionOptions()
@@ -178,7 +203,9 @@ class LocalEmbedder:
         lengths = [len(e.ids) for e in encodings]
         out = np.zeros((len(texts), DIMENSION), dtype=np.float32)
         units: list[Vectors | None] = [None] * len(texts)
+        padded = 0
         for idx in self._batches(lengths):
+            padded += len(idx) * max(lengths[i] for i in idx)
             hidden, mask = self._forward([encodings[i].ids for i in idx])
             weights = mask[..., None].astype(np.float32)
             pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
@@ -186,6 +213,8 @@ class LocalEmbedder:
             for row, i in enumerate(idx):
                 if spans[i]:
                     units[i] = _pool_units(hidden[row], encodings[i], spans[i])
+        if padded >= TRIM_AFTER_TOKENS:  # a query's few tokens leave nothing worth a trim
+            return_freed_memory()
         return out, units
 
     def _batches(self, lengths: list[int]) -> list[list[int]]:

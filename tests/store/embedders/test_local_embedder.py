@@ -89,3 +89,35 @@ def test_a_batch_is_cut_by_its_padded_size() -> None:
     assert all(len(b) <= 64 for b in batches)
     assert all(len({lengths[i] for i in b}) == 1 for b in batches), "no 10s padded to 200"
     assert sorted(i for b in batches for i in b) == list(range(110))
+
+
+# A fresh process loads the model and embeds a full-size batch, then trims once more: whatever
+# that last trim gives back is memory the embedder left resident (freed, kept by glibc).
+_LEFT_RESIDENT = """
+import ctypes, ctypes.util, sys
+from pathlib import Path
+from store.embedders.local import LocalEmbedder
+
+def rss_mb():
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+
+embedder = LocalEmbedder()
+embedder.load()
+embedder.embed([" ".join(["certificate rotation runbook"] * 90)] * 8)
+before = rss_mb()
+ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim(0)
+print(before - rss_mb())
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads Linux /proc")
+def test_the_embedder_returns_freed_model_memory_to_the_os() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", _LEFT_RESIDENT], capture_output=True, text=True, check=True
+    )
+    assert float(out.stdout) < 10  # MB; about 65 MB before the embedder trimmed
