@@ -43,25 +43,34 @@ class ChatPolicy:
     """What a conversation needs from the deployment's settings, as plain values.
 
     ``scope_for`` maps a channel (or chat) id to what may be cited there; ``admins`` are the
-    platform's user ids allowed to run ``/kb-sync``; ``sync`` names the sources it may ask for.
+    platform's user ids allowed to run ``/kb-sync``; ``sync`` names the sources it may ask for;
+    ``dm_scope`` is what a direct message may draw on (None: ``scope_for`` decides).
     """
 
     scope_for: Callable[[str], Scope]
     admins: frozenset[str]
     sync: SyncTargets
+    dm_scope: Scope | None = None
+
+    def scope(self, channel: str, *, direct: bool = False) -> Scope:
+        if direct and self.dm_scope is not None:
+            return self.dm_scope
+        return self.scope_for(channel)
 
 
 @dataclass(frozen=True)
 class Question:
     """One message to answer. ``channel`` decides the scope, ``thread`` is the conversation it
     belongs to (replies there are follow-ups). ``with_history`` reads the thread so far (a
-    mention inside a thread, a follow-up); ``followup`` only decides how it is counted."""
+    mention inside a thread, a follow-up); ``followup`` only decides how it is counted;
+    ``direct`` marks a private chat with the bot (answered with the DM scope)."""
 
     channel: str
     thread: str
     text: str
     with_history: bool
     followup: bool = False
+    direct: bool = False
 
 
 class ChatThread(Protocol):
@@ -109,7 +118,13 @@ class Inbound(Protocol):
     def ask(self, question: Question, thread: ChatThread) -> None: ...
 
     def refresh(
-        self, value: ActionValue | None, channel: str, thread: str, message: AnswerMessage
+        self,
+        value: ActionValue | None,
+        channel: str,
+        thread: str,
+        message: AnswerMessage,
+        *,
+        direct: bool = False,
     ) -> bool: ...
 
     def vote(self, value: ActionValue | None, user: str, vote: Vote) -> str: ...
@@ -165,7 +180,7 @@ class Conversation:
                 history = thread.history() if question.with_history else ()
                 answer = self._flow.answer(
                     question.text,
-                    scope=self._policy.scope_for(question.channel),
+                    scope=self._policy.scope(question.channel, direct=question.direct),
                     history=history,
                 )
                 # Known before the reply lands, so a quick reply to the answer is a follow-up.
@@ -182,19 +197,28 @@ class Conversation:
     # --- buttons ------------------------------------------------------------------------------
 
     def refresh(
-        self, value: ActionValue | None, channel: str, thread: str, message: AnswerMessage
+        self,
+        value: ActionValue | None,
+        channel: str,
+        thread: str,
+        message: AnswerMessage,
+        *,
+        direct: bool = False,
     ) -> bool:
         """Regenerate an answer in place, bypassing the cache; False when the button is stale
-        (tell the person :data:`bot.wording.STALE_BUTTON`)."""
+        (tell the person :data:`bot.wording.STALE_BUTTON`). ``direct``: in a private chat."""
         if value is None or not value.question:
             return False
         message.mark_refreshing()
-        self._pool.submit(self._refresh, value.question, channel, thread, message)
+        scope = self._policy.scope(channel, direct=direct)
+        self._pool.submit(self._refresh, value.question, channel, thread, message, scope)
         return True
 
-    def _refresh(self, question: str, channel: str, thread: str, message: AnswerMessage) -> None:
+    def _refresh(
+        self, question: str, channel: str, thread: str, message: AnswerMessage, scope: Scope
+    ) -> None:
         try:
-            answer = self._flow.answer(question, scope=self._policy.scope_for(channel), fresh=True)
+            answer = self._flow.answer(question, scope=scope, fresh=True)
             message.replace(answer)
             self._record_thread(channel, thread)
             self._after_post(channel, thread, answer, "refreshes")

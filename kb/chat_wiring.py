@@ -41,7 +41,12 @@ def sync_targets(settings: Settings) -> SyncTargets:
 
 
 def chat_policy(settings: Settings, admins: frozenset[str]) -> ChatPolicy:
-    return ChatPolicy(scope_for=settings.scope_for, admins=admins, sync=sync_targets(settings))
+    return ChatPolicy(
+        scope_for=settings.scope_for,
+        admins=admins,
+        sync=sync_targets(settings),
+        dm_scope=settings.direct_scope,
+    )
 
 
 def build_slack(settings: Settings, flow: AnswerFlow, db: Database) -> Mount:

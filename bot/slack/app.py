@@ -44,6 +44,12 @@ EVENTS_PATH = "/slack/events"
 EVENTS_SEEN_TTL = 24 * 3600.0
 
 
+def is_direct_channel(channel: str) -> bool:
+    """Slack's ids for direct-message conversations start with ``D`` (block_actions payloads
+    carry no channel type)."""
+    return channel.startswith("D")
+
+
 class SlackApp(App):
     """Bolt's App plus the conversation and ack pool it runs on, so the process can stop
     them cleanly."""
@@ -171,23 +177,32 @@ class SlackHandlers:
         self._conversation.ask(question, self._thread(context, channel, thread, ts))
 
     def on_message(self, event: dict[str, Any], context: BoltContext) -> None:
-        """A person's reply in a thread the bot answered in is a follow-up."""
+        """A person's reply in a thread the bot answered in is a follow-up; a direct message
+        to the bot is a question (answered with the DM scope, in a thread under it)."""
         if event.get("subtype") not in HUMAN_SUBTYPES or event.get("bot_id"):
             return
         user, ts, thread = event.get("user"), event.get("ts"), event.get("thread_ts")
         channel = event.get("channel")
         if not user or user == context.bot_user_id or not ts or not channel:
             return
-        if not thread or thread == ts or context.client is None:
-            return  # a top-level message, not a reply
+        if context.client is None:
+            return
+        direct = event.get("channel_type") == "im"
         text = str(event.get("text") or "")
-        if context.bot_user_id and f"<@{context.bot_user_id}" in text:
+        if not direct and context.bot_user_id and f"<@{context.bot_user_id}" in text:
             return  # Slack also sends app_mention for it; that handler answers
-        channel, thread, ts = str(channel), str(thread), str(ts)
+        channel, ts = str(channel), str(ts)
+        plain = slack_to_plain(text, bot_user_id=context.bot_user_id)
+        if direct and (not thread or thread == ts):
+            question = Question(channel, ts, plain, with_history=False, direct=True)
+            self._conversation.ask(question, self._thread(context, channel, ts, ts))
+            return
+        if not thread or thread == ts:
+            return  # a top-level message in a channel, not a reply
+        thread = str(thread)
         if not self._conversation.is_bot_thread(channel, thread):
             return
-        plain = slack_to_plain(text, bot_user_id=context.bot_user_id)
-        question = Question(channel, thread, plain, with_history=True, followup=True)
+        question = Question(channel, thread, plain, with_history=True, followup=True, direct=direct)
         self._conversation.ask(question, self._thread(context, channel, thread, ts))
 
     @staticmethod
@@ -226,7 +241,10 @@ class SlackHandlers:
             click.user,
         )
         value = ActionValue.decode(action.get("value"))
-        if not self._conversation.refresh(value, click.channel, click.thread, message):
+        direct = is_direct_channel(click.channel)
+        if not self._conversation.refresh(
+            value, click.channel, click.thread, message, direct=direct
+        ):
             click.reply(STALE_BUTTON)
 
     def on_vote(

@@ -1,8 +1,8 @@
 """Every captured Slack payload in ../shared/fixtures/slack, signed and sent through the app.
 
 No file may produce a 5xx or a crash, and the bot may only speak where a person asked it to:
-an app_mention from a human gets exactly one threaded answer; bot messages, edits, deletions,
-top-level chatter, unknown commands and foreign buttons get none.
+an app_mention or a direct message from a human gets exactly one threaded answer; bot messages,
+edits, deletions, top-level chatter, unknown commands and foreign buttons get none.
 """
 
 from __future__ import annotations
@@ -129,11 +129,16 @@ def _expected_answers(event: dict[str, Any], bot_user: str, *, answered_thread: 
     )
     if event.get("type") == "app_mention":
         return 1 if is_human and event.get("ts") and event.get("channel") else 0
-    if event.get("type") != "message" or not answered_thread or not is_human:
+    if event.get("type") != "message" or not is_human:
         return 0
     thread = event.get("thread_ts")
+    top_level = not thread or thread == event.get("ts")
+    if event.get("channel_type") == "im":
+        # A direct message is a question; a reply in a DM thread the bot answered is a
+        # follow-up (Slack sends no app_mention in DMs).
+        return 1 if top_level or answered_thread else 0
     mentions_bot = f"<@{bot_user}" in str(event.get("text") or "")
-    return 1 if thread and thread != event.get("ts") and not mentions_bot else 0
+    return 1 if answered_thread and not top_level and not mentions_bot else 0
 
 
 def _send(bot: RunningBot, kind: str, data: Any) -> Any:
