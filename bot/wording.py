@@ -81,6 +81,10 @@ def answer_buttons(*, votes: bool) -> list[tuple[str, str]]:
     ]
 
 
+# Native thumbs (Slack's feedback_buttons): short labels, the icons are Slack's own.
+FEEDBACK_LABELS = ("Helpful", "Not helpful")
+
+
 def answer_notes(answer: Answer, now: datetime) -> list[str]:
     """The small print under an answer: how it was made, and whether it came from the cache.
     (An ``unavailable`` answer is headed by :data:`UNAVAILABLE_WARNING` instead.)"""

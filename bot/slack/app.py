@@ -25,7 +25,7 @@ from bot.bot_state import Vote
 from bot.conversation import Inbound, Question
 from bot.host import Mount
 from bot.platform import ACTION_HELPFUL, ACTION_NOT_HELPFUL, ACTION_REFRESH, ActionValue, Requester
-from bot.slack.blocks import slack_to_plain
+from bot.slack.blocks import ACTION_FEEDBACK, read_feedback, slack_to_plain
 from bot.slack.thread import (
     HUMAN_SUBTYPES,
     Click,
@@ -91,6 +91,7 @@ def build_slack_app(
     app.action(ACTION_REFRESH)(handlers.on_refresh)
     app.action(ACTION_HELPFUL)(handlers.on_vote)
     app.action(ACTION_NOT_HELPFUL)(handlers.on_vote)
+    app.action(ACTION_FEEDBACK)(handlers.on_feedback)
     return app
 
 
@@ -256,4 +257,17 @@ class SlackHandlers:
             return
         vote: Vote = "helpful" if action.get("action_id") == ACTION_HELPFUL else "not_helpful"
         value = ActionValue.decode(action.get("value"))
+        click.reply(self._conversation.vote(value, click.user, vote))
+
+    def on_feedback(
+        self, ack: Ack, body: dict[str, Any], action: dict[str, Any], context: BoltContext
+    ) -> None:
+        """Slack's native thumbs: the same vote as the old buttons, the same private reply."""
+        ack()
+        click = Click.read(body, context.client)
+        if click is None or not click.user:
+            return
+        feedback = read_feedback(action.get("value"))
+        value = ActionValue(feedback[0], "") if feedback else None
+        vote: Vote = "helpful" if feedback and feedback[1] else "not_helpful"
         click.reply(self._conversation.vote(value, click.user, vote))

@@ -228,3 +228,23 @@ def test_block_actions_fixtures_on_our_buttons(db: Database, path: Path, action_
         assert bot.slack.calls_to("chat.update") == []
         assert "no longer works" in bot.slack.calls_to("chat.postEphemeral")[0].args["text"]
     assert flow.calls == []
+
+
+AI_APPS = SLACK / "ai_apps"
+
+
+def test_native_feedback_fixture_records_the_vote_it_names(db: Database) -> None:
+    """Slack's feedback_buttons payload: the pressed button's value names the answer rated."""
+    payload = json.loads((AI_APPS / "block_actions_feedback_buttons.json").read_text())
+    pressed = payload["actions"][0]
+    assert pressed["type"] == "feedback_buttons"
+    unit = pressed["value"].split(":", 1)[1]
+    with running_bot(db, FakeFlow()) as bot:
+        assert bot.action(payload).status_code == 200
+        [reply] = bot.slack.wait_calls("chat.postEphemeral")
+    assert reply.args["user"] == payload["user"]["id"]
+    assert reply.args["thread_ts"] == payload["container"]["thread_ts"]
+    assert reply.args["text"].startswith("Thanks, noted that this answer was helpful")
+    with db.connection() as conn:
+        rows = conn.execute("SELECT unit_id, platform, user_id, vote FROM feedback").fetchall()
+    assert [tuple(r.values()) for r in rows] == [(unit, "slack", payload["user"]["id"], "helpful")]
