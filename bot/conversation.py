@@ -63,7 +63,9 @@ class Question:
     """One message to answer. ``channel`` decides the scope, ``thread`` is the conversation it
     belongs to (replies there are follow-ups). ``with_history`` reads the thread so far (a
     mention inside a thread, a follow-up); ``followup`` only decides how it is counted;
-    ``direct`` marks a private chat with the bot (answered with the DM scope)."""
+    ``direct`` marks a private chat with the bot (answered with the DM scope);
+    ``scope_channel`` answers with another channel's scope (the channel in view beside Slack's
+    assistant pane, once the adapter checked the bot is in it)."""
 
     channel: str
     thread: str
@@ -71,6 +73,7 @@ class Question:
     with_history: bool
     followup: bool = False
     direct: bool = False
+    scope_channel: str | None = None
 
 
 class ChatThread(Protocol):
@@ -180,7 +183,9 @@ class Conversation:
                 history = thread.history() if question.with_history else ()
                 answer = self._flow.answer(
                     question.text,
-                    scope=self._policy.scope(question.channel, direct=question.direct),
+                    scope=self._policy.scope(
+                        question.scope_channel or question.channel, direct=question.direct
+                    ),
                     history=history,
                 )
                 # Known before the reply lands, so a quick reply to the answer is a follow-up.

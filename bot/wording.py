@@ -81,6 +81,11 @@ def answer_buttons(*, votes: bool) -> list[tuple[str, str]]:
     ]
 
 
+# The assistant pane: its status line while working (Slack prefixes the app's name) and the
+# heading over the suggested prompts.
+SEARCHING_STATUS = "is searching Confluence and Jira…"
+PANE_PROMPTS_TITLE = "Questions people ask here"
+
 # Native thumbs (Slack's feedback_buttons): short labels, the icons are Slack's own.
 FEEDBACK_LABELS = ("Helpful", "Not helpful")
 

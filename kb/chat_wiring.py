@@ -53,7 +53,13 @@ def build_slack(settings: Settings, flow: AnswerFlow, db: Database) -> Mount:
     token, signing_secret = settings.require_slack()
     conversation = Conversation("slack", flow, db, chat_policy(settings, settings.admins))
     client = slack_client(token, settings.slack_api_url)
-    app = build_slack_app(conversation, db, signing_secret=signing_secret, client=client)
+    app = build_slack_app(
+        conversation,
+        db,
+        signing_secret=signing_secret,
+        client=client,
+        prompts=settings.suggested_prompts,
+    )
     return slack_mount(app, app_token=settings.slack_app_token)
 
 

@@ -62,6 +62,8 @@ class Settings:
     teams: TeamsApp | None = None
     # Scope of direct messages to the bot (KB_DM_SCOPE); None means the default scope.
     dm_scope: Scope | None = None
+    # Suggested prompts in Slack's assistant pane (KB_SUGGESTED_PROMPTS, "|"-separated).
+    suggested_prompts: tuple[str, ...] = ()
     # The registered sources and, per source, the values of the keys it declares.
     sources: SourceRegistry = BUILT_IN
     source_values: Mapping[str, Mapping[str, str]] = field(default_factory=dict, repr=False)
@@ -162,6 +164,9 @@ def load_settings(env: Mapping[str, str], sources: SourceRegistry = BUILT_IN) ->
         channel_scopes=r.channel_scopes("KB_CHANNEL_SCOPES"),
         default_scope=r.scope("KB_DEFAULT_SCOPE", "*"),
         dm_scope=r.scope("KB_DM_SCOPE", r.text("KB_DEFAULT_SCOPE") or "*"),
+        suggested_prompts=tuple(
+            p.strip() for p in (r.text("KB_SUGGESTED_PROMPTS") or "").split("|") if p.strip()
+        ),
         confluence=confluence,
         confluence_spaces=r.csv("CONFLUENCE_SPACES", upper=True),
         jira=jira,

@@ -10,7 +10,7 @@ Bolt's own workers.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -25,6 +25,7 @@ from bot.bot_state import Vote
 from bot.conversation import Inbound, Question
 from bot.host import Mount
 from bot.platform import ACTION_HELPFUL, ACTION_NOT_HELPFUL, ACTION_REFRESH, ActionValue, Requester
+from bot.slack.assistant import PaneContextStore, build_assistant
 from bot.slack.blocks import ACTION_FEEDBACK, read_feedback, slack_to_plain
 from bot.slack.thread import (
     HUMAN_SUBTYPES,
@@ -72,8 +73,10 @@ def build_slack_app(
     *,
     signing_secret: Secret,
     client: WebClient,
+    prompts: Sequence[str] = (),
 ) -> SlackApp:
-    """The Bolt app with every kb-bot listener registered (HTTP or Socket Mode alike)."""
+    """The Bolt app with every kb-bot listener registered (HTTP or Socket Mode alike);
+    ``prompts`` are the assistant pane's suggested prompts."""
     app = SlackApp(
         conversation=conversation,
         ack_pool=ThreadPoolExecutor(8, thread_name_prefix="kb-slack-ack"),
@@ -85,6 +88,7 @@ def build_slack_app(
     )
     handlers = SlackHandlers(conversation, db)
     app.use(handlers.drop_retries)
+    app.assistant(build_assistant(conversation, PaneContextStore(), prompts))
     app.event("app_mention")(handlers.on_app_mention)
     app.event("message")(handlers.on_message)
     app.command("/kb-sync")(handlers.on_kb_sync)

@@ -134,9 +134,9 @@ def _expected_answers(event: dict[str, Any], bot_user: str, *, answered_thread: 
     thread = event.get("thread_ts")
     top_level = not thread or thread == event.get("ts")
     if event.get("channel_type") == "im":
-        # A direct message is a question; a reply in a DM thread the bot answered is a
-        # follow-up (Slack sends no app_mention in DMs).
-        return 1 if top_level or answered_thread else 0
+        # A direct message is a question, and so is every message in a DM thread (Slack's
+        # assistant pane is one); Slack sends no app_mention in DMs.
+        return 1
     mentions_bot = f"<@{bot_user}" in str(event.get("text") or "")
     return 1 if answered_thread and not top_level and not mentions_bot else 0
 
@@ -248,3 +248,42 @@ def test_native_feedback_fixture_records_the_vote_it_names(db: Database) -> None
     with db.connection() as conn:
         rows = conn.execute("SELECT unit_id, platform, user_id, vote FROM feedback").fetchall()
     assert [tuple(r.values()) for r in rows] == [(unit, "slack", payload["user"]["id"], "helpful")]
+
+
+def _envelope(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((AI_APPS / name).read_text())
+    data["event_time"] = int(time.time())
+    return data
+
+
+@pytest.mark.parametrize("member", [True, False], ids=["bot-in-channel", "bot-not-in-channel"])
+def test_assistant_pane_fixtures_follow_the_channel_in_view(db: Database, member: bool) -> None:
+    """Pane opened beside #eng, moved to #ops, then asked: #ops's scope if the bot is in #ops,
+    else the DM scope (looking at a channel must not widen what a person may read)."""
+    started = _envelope("assistant_thread_started.json")
+    moved = _envelope("assistant_thread_context_changed.json")
+    asked = _envelope("assistant_thread_message_im.json")
+    ops = moved["event"]["assistant_thread"]["context"]["channel_id"]
+    flow = FakeFlow()
+    env = {"KB_CHANNEL_SCOPES": f"{ops}=jira:OPS", "KB_DM_SCOPE": "confluence:DOCS"}
+    env["KB_SUGGESTED_PROMPTS"] = "How do I roll back?|Who is on call?"
+    with running_bot(db, flow, bot_user=_bot_user(asked), **env) as bot:
+        if member:
+            bot.slack.member_of.add(ops)
+        for envelope in (started, moved):
+            assert _send(bot, "envelope", envelope).status_code == 200
+        [prompts] = bot.slack.wait_calls("assistant.threads.setSuggestedPrompts")
+        assert [p["message"] for p in prompts.args["prompts"]] == [
+            "How do I roll back?",
+            "Who is on call?",
+        ]
+        assert _send(bot, "envelope", asked).status_code == 200
+        [post] = bot.slack.wait_calls("chat.postMessage")
+        bot.slack.wait_calls("assistant.threads.setStatus", 2)
+    event = asked["event"]
+    assert post.args["channel"] == event["channel"]
+    assert post.args["thread_ts"] == event["thread_ts"]
+    assert flow.calls[0].question == event["text"]
+    assert str(flow.calls[0].scope) == ("jira:OPS" if member else "confluence:DOCS")
+    [title] = bot.slack.calls_to("assistant.threads.setTitle")
+    assert title.args["title"] == event["text"]
