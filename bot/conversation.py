@@ -28,6 +28,7 @@ from typing import Protocol
 from bot import bot_state, wording
 from bot.answers import Answer, AnswerFlow, Turn
 from bot.bot_state import Vote
+from bot.home import Home, read_home
 from bot.platform import ActionValue, Requester
 from bot.sync_request import SyncArgsError, SyncTargets, parse_sync_request
 from store.db import Database
@@ -133,6 +134,8 @@ class Inbound(Protocol):
     def vote(self, value: ActionValue | None, user: str, vote: Vote) -> str: ...
 
     def request_sync(self, requester: Requester, text: str) -> str: ...
+
+    def home(self, user: str) -> Home: ...
 
     def count(self, what: str) -> None: ...
 
@@ -269,6 +272,16 @@ class Conversation:
             return wording.QUEUE_FAILED
         log.info("sync request %s queued by %s: %s", request_id, requester.user, request.describe())
         return wording.queued_text(request.describe())
+
+    # --- App Home -----------------------------------------------------------------------------
+
+    def home(self, user: str) -> Home:
+        """What ``user``'s App Home shows, read now; admins also get the sync and answer
+        figures and a Sync now per configured source."""
+        admin = user in self._policy.admins
+        sources = tuple((s.name, s.label) for s in self._policy.sync.sources if s.configured)
+        with self._db.connection() as conn:
+            return read_home(conn, self.platform, sync_sources=sources if admin else None)
 
     # --- bookkeeping --------------------------------------------------------------------------
 

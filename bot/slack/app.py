@@ -10,6 +10,7 @@ Bolt's own workers.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -27,6 +28,7 @@ from bot.host import Mount
 from bot.platform import ACTION_HELPFUL, ACTION_NOT_HELPFUL, ACTION_REFRESH, ActionValue, Requester
 from bot.slack.assistant import PaneContextStore, build_assistant
 from bot.slack.blocks import ACTION_FEEDBACK, read_feedback, slack_to_plain
+from bot.slack.home import ACTION_HOME_SYNC, read_sync_button, render_home
 from bot.slack.thread import (
     HUMAN_SUBTYPES,
     Click,
@@ -96,6 +98,8 @@ def build_slack_app(
     app.action(ACTION_HELPFUL)(handlers.on_vote)
     app.action(ACTION_NOT_HELPFUL)(handlers.on_vote)
     app.action(ACTION_FEEDBACK)(handlers.on_feedback)
+    app.event("app_home_opened")(handlers.on_home_opened)
+    app.action(re.compile(f"^{ACTION_HOME_SYNC}:"))(handlers.on_home_sync)
     return app
 
 
@@ -275,3 +279,31 @@ class SlackHandlers:
         value = ActionValue(feedback[0], "") if feedback else None
         vote: Vote = "helpful" if feedback and feedback[1] else "not_helpful"
         click.reply(self._conversation.vote(value, click.user, vote))
+
+    # --- App Home ---------------------------------------------------------------------------
+
+    def on_home_opened(self, event: dict[str, Any], context: BoltContext) -> None:
+        """Rebuilt from Postgres on every open, so it is never stale."""
+        user = str(event.get("user") or "")
+        if event.get("tab") != "home" or not user or context.client is None:
+            return
+        view = render_home(self._conversation.home(user), str(event.get("channel") or ""))
+        context.client.views_publish(user_id=user, view=view)
+
+    def on_home_sync(
+        self, ack: Ack, body: dict[str, Any], action: dict[str, Any], context: BoltContext
+    ) -> None:
+        """Sync now: the same request as ``/kb-sync <source>``, same admin check."""
+        ack()
+        user = str((body.get("user") or {}).get("id") or "")
+        target = read_sync_button(action.get("value"))
+        client = context.client
+        if not user or target is None or client is None:
+            return
+        source, channel = target
+        requester = Requester(platform=PLATFORM, user=user, channel=channel, response_url=None)
+        reply = self._conversation.request_sync(requester, source)
+        try:
+            client.chat_postEphemeral(channel=channel, user=user, text=reply)
+        except Exception as exc:
+            log.info("could not tell %s about their sync request: %s", user, exc)

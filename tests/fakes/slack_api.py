@@ -232,6 +232,9 @@ class FakeSlack:
             return {"ok": True}
         if method.startswith("assistant.threads."):
             return {"ok": True}
+        if method == "views.publish":
+            view = args.get("view")
+            return {"ok": True, "view": json.loads(view) if isinstance(view, str) else view}
         if method == "conversations.info":
             channel = str(args.get("channel"))
             if channel.startswith("G") and channel not in self.member_of:
@@ -263,7 +266,7 @@ def _args(request: Request) -> dict[str, Any]:
         args.update(json.loads(request.body))
     elif request.body:
         args.update(dict(parse_qsl(request.body.decode(), keep_blank_values=True)))
-    for key in ("blocks", "metadata"):
+    for key in ("blocks", "metadata", "view", "prompts"):
         if isinstance(args.get(key), str):
             with suppress(ValueError):
                 args[key] = json.loads(args[key])

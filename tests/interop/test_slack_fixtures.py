@@ -287,3 +287,19 @@ def test_assistant_pane_fixtures_follow_the_channel_in_view(db: Database, member
     assert str(flow.calls[0].scope) == ("jira:OPS" if member else "confluence:DOCS")
     [title] = bot.slack.calls_to("assistant.threads.setTitle")
     assert title.args["title"] == event["text"]
+
+
+@pytest.mark.parametrize("admin", [True, False], ids=["admin", "plain-user"])
+def test_app_home_fixture_publishes_the_home_view(db: Database, admin: bool) -> None:
+    opened = _envelope("app_home_opened.json")
+    user = opened["event"]["user"]
+    with running_bot(db, FakeFlow(), KB_ADMINS=user if admin else "USOMEONEELSE") as bot:
+        assert _send(bot, "envelope", opened).status_code == 200
+        [publish] = bot.slack.wait_calls("views.publish")
+    assert publish.args["user_id"] == user
+    view = publish.args["view"]
+    assert view["type"] == "home" and 0 < len(view["blocks"]) <= 100
+    text = json.dumps(view["blocks"])
+    assert "How to ask" in text
+    assert ("For admins" in text) is admin
+    assert ("Sync now" in text) is admin
