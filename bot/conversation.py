@@ -137,6 +137,8 @@ class Inbound(Protocol):
 
     def home(self, user: str) -> Home: ...
 
+    def admin_command(self, requester: Requester, text: str) -> str | None: ...
+
     def count(self, what: str) -> None: ...
 
     def close(self) -> None: ...
@@ -272,6 +274,15 @@ class Conversation:
             return wording.QUEUE_FAILED
         log.info("sync request %s queued by %s: %s", request_id, requester.user, request.describe())
         return wording.queued_text(request.describe())
+
+    def admin_command(self, requester: Requester, text: str) -> str | None:
+        """``sync …`` typed to the bot by an admin (platforms without slash commands): the
+        same request as ``/kb-sync …`` and the reply to show. None when it is not one (anyone
+        else's "sync …" is an ordinary question)."""
+        verb, _, rest = text.strip().partition(" ")
+        if verb.lower() != "sync" or requester.user not in self._policy.admins:
+            return None
+        return self.request_sync(requester, rest.strip())
 
     # --- App Home -----------------------------------------------------------------------------
 

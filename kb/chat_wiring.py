@@ -64,8 +64,8 @@ def build_slack(settings: Settings, flow: AnswerFlow, db: Database) -> Mount:
 
 
 def build_teams(settings: Settings, flow: AnswerFlow, db: Database) -> Mount:
-    # KB_ADMINS holds Slack user ids; Teams has no /kb-sync yet, so no Teams admins.
-    conversation = Conversation("teams", flow, db, chat_policy(settings, frozenset()))
+    # KB_ADMINS holds Slack user ids; Teams admins are Entra object ids (KB_TEAMS_ADMINS).
+    conversation = Conversation("teams", flow, db, chat_policy(settings, settings.teams_admins))
     return teams_mount(build_teams_handler(settings.require_teams(), conversation, db))
 
 

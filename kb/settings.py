@@ -64,6 +64,8 @@ class Settings:
     dm_scope: Scope | None = None
     # Suggested prompts in Slack's assistant pane (KB_SUGGESTED_PROMPTS, "|"-separated).
     suggested_prompts: tuple[str, ...] = ()
+    # Teams users (Entra object ids) allowed to ask "@kb sync …" (KB_TEAMS_ADMINS).
+    teams_admins: frozenset[str] = frozenset()
     # The registered sources and, per source, the values of the keys it declares.
     sources: SourceRegistry = BUILT_IN
     source_values: Mapping[str, Mapping[str, str]] = field(default_factory=dict, repr=False)
@@ -164,6 +166,7 @@ def load_settings(env: Mapping[str, str], sources: SourceRegistry = BUILT_IN) ->
         channel_scopes=r.channel_scopes("KB_CHANNEL_SCOPES"),
         default_scope=r.scope("KB_DEFAULT_SCOPE", "*"),
         dm_scope=r.scope("KB_DM_SCOPE", r.text("KB_DEFAULT_SCOPE") or "*"),
+        teams_admins=frozenset(r.csv("KB_TEAMS_ADMINS")),
         suggested_prompts=tuple(
             p.strip() for p in (r.text("KB_SUGGESTED_PROMPTS") or "").split("|") if p.strip()
         ),
