@@ -30,6 +30,7 @@ from bot.bot_state import Vote
 from bot.draining import SHUTDOWN_GRACE, DrainingPool
 from bot.platform import ActionValue, Requester
 from bot.sync_request import SyncArgsError, SyncTargets, parse_sync_request
+from store.app_home import Home, read_home
 from store.db import Database
 from store.scope import Scope
 
@@ -43,25 +44,37 @@ class ChatPolicy:
     """What a conversation needs from the deployment's settings, as plain values.
 
     ``scope_for`` maps a channel (or chat) id to what may be cited there; ``admins`` are the
-    platform's user ids allowed to run ``/kb-sync``; ``sync`` names the sources it may ask for.
+    platform's user ids allowed to run ``/kb-sync``; ``sync`` names the sources it may ask for;
+    ``dm_scope`` is what a direct message may draw on (None: ``scope_for`` decides).
     """
 
     scope_for: Callable[[str], Scope]
     admins: frozenset[str]
     sync: SyncTargets
+    dm_scope: Scope | None = None
+
+    def scope(self, channel: str, *, direct: bool = False) -> Scope:
+        if direct and self.dm_scope is not None:
+            return self.dm_scope
+        return self.scope_for(channel)
 
 
 @dataclass(frozen=True)
 class Question:
     """One message to answer. ``channel`` decides the scope, ``thread`` is the conversation it
     belongs to (replies there are follow-ups). ``with_history`` reads the thread so far (a
-    mention inside a thread, a follow-up); ``followup`` only decides how it is counted."""
+    mention inside a thread, a follow-up); ``followup`` only decides how it is counted;
+    ``direct`` marks a private chat with the bot (answered with the DM scope);
+    ``scope_channel`` answers with another channel's scope (the channel in view beside Slack's
+    assistant pane, once the adapter checked the bot is in it)."""
 
     channel: str
     thread: str
     text: str
     with_history: bool
     followup: bool = False
+    direct: bool = False
+    scope_channel: str | None = None
 
 
 class ChatThread(Protocol):
@@ -109,12 +122,22 @@ class Inbound(Protocol):
     def ask(self, question: Question, thread: ChatThread) -> None: ...
 
     def refresh(
-        self, value: ActionValue | None, channel: str, thread: str, message: AnswerMessage
+        self,
+        value: ActionValue | None,
+        channel: str,
+        thread: str,
+        message: AnswerMessage,
+        *,
+        direct: bool = False,
     ) -> bool: ...
 
     def vote(self, value: ActionValue | None, user: str, vote: Vote) -> str: ...
 
     def request_sync(self, requester: Requester, text: str) -> str: ...
+
+    def home(self, user: str) -> Home: ...
+
+    def admin_command(self, requester: Requester, text: str) -> str | None: ...
 
     def count(self, what: str) -> None: ...
 
@@ -176,7 +199,9 @@ class Conversation:
                 history = thread.history() if question.with_history else ()
                 answer = self._flow.answer(
                     question.text,
-                    scope=self._policy.scope_for(question.channel),
+                    scope=self._policy.scope(
+                        question.scope_channel or question.channel, direct=question.direct
+                    ),
                     history=history,
                 )
                 # Known before the reply lands, so a quick reply to the answer is a follow-up.
@@ -193,19 +218,28 @@ class Conversation:
     # --- buttons ------------------------------------------------------------------------------
 
     def refresh(
-        self, value: ActionValue | None, channel: str, thread: str, message: AnswerMessage
+        self,
+        value: ActionValue | None,
+        channel: str,
+        thread: str,
+        message: AnswerMessage,
+        *,
+        direct: bool = False,
     ) -> bool:
         """Regenerate an answer in place, bypassing the cache; False when the button is stale
-        (tell the person :data:`bot.wording.STALE_BUTTON`)."""
+        (tell the person :data:`bot.wording.STALE_BUTTON`). ``direct``: in a private chat."""
         if value is None or not value.question:
             return False
         message.mark_refreshing()
-        self._pool.submit(lambda: self._refresh(value.question, channel, thread, message))
+        scope = self._policy.scope(channel, direct=direct)
+        self._pool.submit(lambda: self._refresh(value.question, channel, thread, message, scope))
         return True
 
-    def _refresh(self, question: str, channel: str, thread: str, message: AnswerMessage) -> None:
+    def _refresh(
+        self, question: str, channel: str, thread: str, message: AnswerMessage, scope: Scope
+    ) -> None:
         try:
-            answer = self._flow.answer(question, scope=self._policy.scope_for(channel), fresh=True)
+            answer = self._flow.answer(question, scope=scope, fresh=True)
             message.replace(answer)
             self._record_thread(channel, thread)
             self._after_post(channel, thread, answer, "refreshes")
@@ -251,6 +285,25 @@ class Conversation:
             return wording.QUEUE_FAILED
         log.info("sync request %s queued by %s: %s", request_id, requester.user, request.describe())
         return wording.queued_text(request.describe())
+
+    def admin_command(self, requester: Requester, text: str) -> str | None:
+        """``sync …`` typed to the bot by an admin (platforms without slash commands): the
+        same request as ``/kb-sync …`` and the reply to show. None when it is not one (anyone
+        else's "sync …" is an ordinary question)."""
+        verb, _, rest = text.strip().partition(" ")
+        if verb.lower() != "sync" or requester.user not in self._policy.admins:
+            return None
+        return self.request_sync(requester, rest.strip())
+
+    # --- App Home -----------------------------------------------------------------------------
+
+    def home(self, user: str) -> Home:
+        """What ``user``'s App Home shows, read now; admins also get the sync and answer
+        figures and a Sync now per configured source."""
+        admin = user in self._policy.admins
+        sources = tuple((s.name, s.label) for s in self._policy.sync.sources if s.configured)
+        with self._db.connection() as conn:
+            return read_home(conn, self.platform, sync_sources=sources if admin else None)
 
     # --- bookkeeping --------------------------------------------------------------------------
 

@@ -80,6 +80,54 @@ def answer_buttons(*, votes: bool) -> list[tuple[str, str]]:
     ]
 
 
+# The assistant pane: its status line while working (Slack prefixes the app's name) and the
+# heading over the suggested prompts.
+SEARCHING_STATUS = "is searching Confluence and Jira…"
+PANE_PROMPTS_TITLE = "Questions people ask here"
+
+# The App Home.
+HOME_KNOWS = "What kb-bot knows"
+HOME_KNOWS_NOTHING = "Nothing synced yet."
+HOME_HOW_TO_ASK = (
+    "*How to ask:* mention @kb in a channel it is in, send it a direct message, or open its "
+    "pane (the AI icon at the top right) beside any channel. Answers cite their sources; "
+    "use the thumbs to say whether they helped."
+)
+HOME_CHANNELS = "Channels where kb-bot answers"
+HOME_ADMIN = "For admins"
+HOME_SYNC_NOW = "Sync now"
+
+
+def home_more(hidden: int) -> str:
+    return f"…and {hidden} more"
+
+
+def home_scope_line(source: str, key: str, items: int, synced: str) -> str:
+    return f"*{source}* `{key}`: {items} items, last synced {synced}"
+
+
+def home_health_line(
+    source: str, runs: int, failed: int, last_ok: str, last_failure: str, dead: int
+) -> str:
+    return (
+        f"*{source}*: {runs} sync runs in 7 days, {failed} failed (last success {last_ok}, "
+        f"last failure {last_failure}); {dead} dead webhook events"
+    )
+
+
+def home_answers_line(answers: int, followups: int, helpful: int, not_helpful: int) -> str:
+    rated = helpful + not_helpful
+    ratio = f"{100 * helpful // rated}% helpful" if rated else "no votes yet"
+    return (
+        f"Answers posted: {answers}, follow-ups: {followups} (since counting began). "
+        f"Votes in 7 days: {helpful} helpful, {not_helpful} not helpful ({ratio})."
+    )
+
+
+# Native thumbs (Slack's feedback_buttons): short labels, the icons are Slack's own.
+FEEDBACK_LABELS = ("Helpful", "Not helpful")
+
+
 def answer_notes(answer: Answer, now: datetime) -> list[str]:
     """The small print under an answer: how it was made, and whether it came from the cache.
     (An ``unavailable`` answer is headed by :data:`UNAVAILABLE_WARNING` instead.)"""

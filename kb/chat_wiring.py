@@ -41,20 +41,31 @@ def sync_targets(settings: Settings) -> SyncTargets:
 
 
 def chat_policy(settings: Settings, admins: frozenset[str]) -> ChatPolicy:
-    return ChatPolicy(scope_for=settings.scope_for, admins=admins, sync=sync_targets(settings))
+    return ChatPolicy(
+        scope_for=settings.scope_for,
+        admins=admins,
+        sync=sync_targets(settings),
+        dm_scope=settings.direct_scope,
+    )
 
 
 def build_slack(settings: Settings, flow: AnswerFlow, db: Database) -> Mount:
     token, signing_secret = settings.require_slack()
     conversation = Conversation("slack", flow, db, chat_policy(settings, settings.admins))
     client = slack_client(token, settings.slack_api_url)
-    app = build_slack_app(conversation, db, signing_secret=signing_secret, client=client)
+    app = build_slack_app(
+        conversation,
+        db,
+        signing_secret=signing_secret,
+        client=client,
+        prompts=settings.suggested_prompts,
+    )
     return slack_mount(app, app_token=settings.slack_app_token)
 
 
 def build_teams(settings: Settings, flow: AnswerFlow, db: Database) -> Mount:
-    # KB_ADMINS holds Slack user ids; Teams has no /kb-sync yet, so no Teams admins.
-    conversation = Conversation("teams", flow, db, chat_policy(settings, frozenset()))
+    # KB_ADMINS holds Slack user ids; Teams admins are Entra object ids (KB_TEAMS_ADMINS).
+    conversation = Conversation("teams", flow, db, chat_policy(settings, settings.teams_admins))
     return teams_mount(build_teams_handler(settings.require_teams(), conversation, db))
 
 

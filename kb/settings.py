@@ -60,6 +60,12 @@ class Settings:
     log_level: str
     cache_backend: str = "disk"
     teams: TeamsApp | None = None
+    # Scope of direct messages to the bot (KB_DM_SCOPE); None means the default scope.
+    dm_scope: Scope | None = None
+    # Suggested prompts in Slack's assistant pane (KB_SUGGESTED_PROMPTS, "|"-separated).
+    suggested_prompts: tuple[str, ...] = ()
+    # Teams users (Entra object ids) allowed to ask "@kb sync …" (KB_TEAMS_ADMINS).
+    teams_admins: frozenset[str] = frozenset()
     # The registered sources and, per source, the values of the keys it declares.
     sources: SourceRegistry = BUILT_IN
     source_values: Mapping[str, Mapping[str, str]] = field(default_factory=dict, repr=False)
@@ -78,6 +84,11 @@ class Settings:
         if channel is None:
             return self.default_scope
         return self.channel_scopes.get(channel, self.default_scope)
+
+    @property
+    def direct_scope(self) -> Scope:
+        """What a direct message to the bot may draw on (KB_DM_SCOPE, else the default)."""
+        return self.dm_scope if self.dm_scope is not None else self.default_scope
 
     def require_slack(self) -> tuple[Secret, Secret]:
         if self.slack_bot_token is None:
@@ -154,6 +165,11 @@ def load_settings(env: Mapping[str, str], sources: SourceRegistry = BUILT_IN) ->
         admins=frozenset(r.csv("KB_ADMINS")),
         channel_scopes=r.channel_scopes("KB_CHANNEL_SCOPES"),
         default_scope=r.scope("KB_DEFAULT_SCOPE", "*"),
+        dm_scope=r.scope("KB_DM_SCOPE", r.text("KB_DEFAULT_SCOPE") or "*"),
+        teams_admins=frozenset(r.csv("KB_TEAMS_ADMINS")),
+        suggested_prompts=tuple(
+            p.strip() for p in (r.text("KB_SUGGESTED_PROMPTS") or "").split("|") if p.strip()
+        ),
         confluence=confluence,
         confluence_spaces=r.csv("CONFLUENCE_SPACES", upper=True),
         jira=jira,

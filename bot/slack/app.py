@@ -10,7 +10,8 @@ Bolt's own workers.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -26,7 +27,9 @@ from bot.bot_state import Vote
 from bot.conversation import Inbound, Question
 from bot.host import Mount
 from bot.platform import ACTION_HELPFUL, ACTION_NOT_HELPFUL, ACTION_REFRESH, ActionValue, Requester
-from bot.slack.blocks import slack_to_plain
+from bot.slack.assistant import PaneContextStore, build_assistant
+from bot.slack.blocks import ACTION_FEEDBACK, read_feedback, slack_to_plain
+from bot.slack.home import ACTION_HOME_SYNC, read_sync_button, render_home
 from bot.slack.replay import delivery_key
 from bot.slack.thread import (
     HUMAN_SUBTYPES,
@@ -44,6 +47,12 @@ log = logging.getLogger(__name__)
 PLATFORM = "slack"
 EVENTS_PATH = "/slack/events"
 EVENTS_SEEN_TTL = 24 * 3600.0
+
+
+def is_direct_channel(channel: str) -> bool:
+    """Slack's ids for direct-message conversations start with ``D`` (block_actions payloads
+    carry no channel type)."""
+    return channel.startswith("D")
 
 
 class SlackApp(App):
@@ -68,8 +77,10 @@ def build_slack_app(
     *,
     signing_secret: Secret,
     client: WebClient,
+    prompts: Sequence[str] = (),
 ) -> SlackApp:
-    """The Bolt app with every kb-bot listener registered (HTTP or Socket Mode alike)."""
+    """The Bolt app with every kb-bot listener registered (HTTP or Socket Mode alike);
+    ``prompts`` are the assistant pane's suggested prompts."""
     app = SlackApp(
         conversation=conversation,
         ack_pool=ThreadPoolExecutor(8, thread_name_prefix="kb-slack-ack"),
@@ -81,12 +92,16 @@ def build_slack_app(
     )
     handlers = SlackHandlers(conversation, db)
     app.use(handlers.drop_retries)
+    app.assistant(build_assistant(conversation, PaneContextStore(), prompts))
     app.event("app_mention")(handlers.on_app_mention)
     app.event("message")(handlers.on_message)
     app.command("/kb-sync")(handlers.on_kb_sync)
     app.action(ACTION_REFRESH)(handlers.on_refresh)
     app.action(ACTION_HELPFUL)(handlers.on_vote)
     app.action(ACTION_NOT_HELPFUL)(handlers.on_vote)
+    app.action(ACTION_FEEDBACK)(handlers.on_feedback)
+    app.event("app_home_opened")(handlers.on_home_opened)
+    app.action(re.compile(f"^{ACTION_HOME_SYNC}:"))(handlers.on_home_sync)
     return app
 
 
@@ -176,23 +191,32 @@ class SlackHandlers:
         self._conversation.ask(question, self._thread(context, channel, thread, ts))
 
     def on_message(self, event: dict[str, Any], context: BoltContext) -> None:
-        """A person's reply in a thread the bot answered in is a follow-up."""
+        """A person's reply in a thread the bot answered in is a follow-up; a direct message
+        to the bot is a question (answered with the DM scope, in a thread under it)."""
         if event.get("subtype") not in HUMAN_SUBTYPES or event.get("bot_id"):
             return
         user, ts, thread = event.get("user"), event.get("ts"), event.get("thread_ts")
         channel = event.get("channel")
         if not user or user == context.bot_user_id or not ts or not channel:
             return
-        if not thread or thread == ts or context.client is None:
-            return  # a top-level message, not a reply
+        if context.client is None:
+            return
+        direct = event.get("channel_type") == "im"
         text = str(event.get("text") or "")
-        if context.bot_user_id and f"<@{context.bot_user_id}" in text:
+        if not direct and context.bot_user_id and f"<@{context.bot_user_id}" in text:
             return  # Slack also sends app_mention for it; that handler answers
-        channel, thread, ts = str(channel), str(thread), str(ts)
+        channel, ts = str(channel), str(ts)
+        plain = slack_to_plain(text, bot_user_id=context.bot_user_id)
+        if direct and (not thread or thread == ts):
+            question = Question(channel, ts, plain, with_history=False, direct=True)
+            self._conversation.ask(question, self._thread(context, channel, ts, ts))
+            return
+        if not thread or thread == ts:
+            return  # a top-level message in a channel, not a reply
+        thread = str(thread)
         if not self._conversation.is_bot_thread(channel, thread):
             return
-        plain = slack_to_plain(text, bot_user_id=context.bot_user_id)
-        question = Question(channel, thread, plain, with_history=True, followup=True)
+        question = Question(channel, thread, plain, with_history=True, followup=True, direct=direct)
         self._conversation.ask(question, self._thread(context, channel, thread, ts))
 
     @staticmethod
@@ -231,7 +255,10 @@ class SlackHandlers:
             click.user,
         )
         value = ActionValue.decode(action.get("value"))
-        if not self._conversation.refresh(value, click.channel, click.thread, message):
+        direct = is_direct_channel(click.channel)
+        if not self._conversation.refresh(
+            value, click.channel, click.thread, message, direct=direct
+        ):
             click.reply(STALE_BUTTON)
 
     def on_vote(
@@ -244,3 +271,44 @@ class SlackHandlers:
         vote: Vote = "helpful" if action.get("action_id") == ACTION_HELPFUL else "not_helpful"
         value = ActionValue.decode(action.get("value"))
         click.reply(self._conversation.vote(value, click.user, vote))
+
+    def on_feedback(
+        self, ack: Ack, body: dict[str, Any], action: dict[str, Any], context: BoltContext
+    ) -> None:
+        """Slack's native thumbs: the same vote as the old buttons, the same private reply."""
+        ack()
+        click = Click.read(body, context.client)
+        if click is None or not click.user:
+            return
+        feedback = read_feedback(action.get("value"))
+        value = ActionValue(feedback[0], "") if feedback else None
+        vote: Vote = "helpful" if feedback and feedback[1] else "not_helpful"
+        click.reply(self._conversation.vote(value, click.user, vote))
+
+    # --- App Home ---------------------------------------------------------------------------
+
+    def on_home_opened(self, event: dict[str, Any], context: BoltContext) -> None:
+        """Rebuilt from Postgres on every open, so it is never stale."""
+        user = str(event.get("user") or "")
+        if event.get("tab") != "home" or not user or context.client is None:
+            return
+        view = render_home(self._conversation.home(user), str(event.get("channel") or ""))
+        context.client.views_publish(user_id=user, view=view)
+
+    def on_home_sync(
+        self, ack: Ack, body: dict[str, Any], action: dict[str, Any], context: BoltContext
+    ) -> None:
+        """Sync now: the same request as ``/kb-sync <source>``, same admin check."""
+        ack()
+        user = str((body.get("user") or {}).get("id") or "")
+        target = read_sync_button(action.get("value"))
+        client = context.client
+        if not user or target is None or client is None:
+            return
+        source, channel = target
+        requester = Requester(platform=PLATFORM, user=user, channel=channel, response_url=None)
+        reply = self._conversation.request_sync(requester, source)
+        try:
+            client.chat_postEphemeral(channel=channel, user=user, text=reply)
+        except Exception as exc:
+            log.info("could not tell %s about their sync request: %s", user, exc)

@@ -15,10 +15,22 @@ from typing import Any
 from bot import markdown as md
 from bot.answers import UNAVAILABLE_TEXT, Answer, SourceRef
 from bot.platform import ActionValue, SourceNotice
-from bot.wording import UNAVAILABLE_WARNING, answer_buttons, answer_notes, notice_text
+from bot.wording import (
+    FEEDBACK_LABELS,
+    UNAVAILABLE_WARNING,
+    answer_buttons,
+    answer_notes,
+    notice_text,
+)
 
 Block = dict[str, Any]
 ANSWER_ACTIONS = "kb_answer_actions"
+ANSWER_FEEDBACK = "kb_answer_feedback"
+# Slack's native thumbs under an answer; the pressed button's value is ``up:<unit>`` or
+# ``down:<unit>``. Answers posted before them carry kb_helpful / kb_not_helpful buttons, which
+# still work.
+ACTION_FEEDBACK = "kb_feedback"
+FEEDBACK_UP, FEEDBACK_DOWN = "up:", "down:"
 
 SECTION_LIMIT = 3000
 MESSAGE_BLOCK_LIMIT = 50
@@ -205,6 +217,49 @@ def _actions(block_id: str, unit_id: str | None, question: str, *, votes: bool =
     return {"type": "actions", "block_id": block_id, "elements": elements}
 
 
+def feedback_block(unit_id: str) -> Block:
+    """Slack's native thumbs (``feedback_buttons`` in a ``context_actions`` block)."""
+    positive, negative = FEEDBACK_LABELS
+    return {
+        "type": "context_actions",
+        "block_id": ANSWER_FEEDBACK,
+        "elements": [
+            {
+                "type": "feedback_buttons",
+                "action_id": ACTION_FEEDBACK,
+                "positive_button": {
+                    "text": {"type": "plain_text", "text": positive},
+                    "value": FEEDBACK_UP + unit_id,
+                },
+                "negative_button": {
+                    "text": {"type": "plain_text", "text": negative},
+                    "value": FEEDBACK_DOWN + unit_id,
+                },
+            }
+        ],
+    }
+
+
+def answer_controls(unit_id: str | None, question: str, *, votes: bool) -> list[Block]:
+    """Under an answer: the native thumbs (when it can be rated) and a Refresh button.
+    ``context_actions`` takes only feedback and icon buttons, so Refresh, a labelled button,
+    has its own ``actions`` block right below."""
+    refresh = _actions(ANSWER_ACTIONS, unit_id, question, votes=False)
+    if votes and unit_id:
+        return [feedback_block(unit_id), refresh]
+    return [refresh]
+
+
+def read_feedback(value: object) -> tuple[str, bool] | None:
+    """(unit id, helpful?) from a feedback button's value, or None if it is not ours."""
+    if not isinstance(value, str):
+        return None
+    for prefix, helpful in ((FEEDBACK_UP, True), (FEEDBACK_DOWN, False)):
+        if value.startswith(prefix) and len(value) > len(prefix):
+            return value[len(prefix) :], helpful
+    return None
+
+
 def render_answer(answer: Answer, *, now: datetime | None = None) -> tuple[list[Block], str]:
     """Blocks and the plain-text fallback (answer plus source links) for one answer."""
     now = now or datetime.now(UTC)
@@ -218,7 +273,7 @@ def render_answer(answer: Answer, *, now: datetime | None = None) -> tuple[list[
     if notes:
         tail.append(_context(notes))
     question = answer.standalone_question or answer.question
-    tail.append(_actions(ANSWER_ACTIONS, answer.unit_id, question, votes=not unavailable))
+    tail.extend(answer_controls(answer.unit_id, question, votes=not unavailable))
 
     room = MESSAGE_BLOCK_LIMIT - len(head) - len(tail)
     sections = split_sections(body) if body.strip() else []
@@ -254,7 +309,7 @@ def render_notice(notice: SourceNotice) -> tuple[list[Block], str]:
 
 def replace_actions_with_note(blocks: list[Block], note: str) -> list[Block]:
     """The message's blocks with its buttons swapped for a context line (e.g. Refreshing…)."""
-    kept = [b for b in blocks if b.get("type") != "actions"]
+    kept = [b for b in blocks if b.get("type") not in ("actions", "context_actions")]
     return [*kept, _context([note])][:MESSAGE_BLOCK_LIMIT]
 
 

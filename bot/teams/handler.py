@@ -23,7 +23,7 @@ from bot._throttle import Throttle
 from bot.bot_state import Vote
 from bot.conversation import Inbound, Question
 from bot.host import Mount, json_reply
-from bot.platform import ACTION_HELPFUL, ACTION_NOT_HELPFUL, ACTION_REFRESH
+from bot.platform import ACTION_HELPFUL, ACTION_NOT_HELPFUL, ACTION_REFRESH, Requester
 from bot.teams import state
 from bot.teams.activity import Incoming, mentions_of, parse_activity, question_text
 from bot.teams.auth import (
@@ -167,6 +167,13 @@ class TeamsHandler:
             question=text,
             history_window=window,
         )
+        asker = Requester(
+            platform="teams", user=activity.user, channel=conversation, response_url=None
+        )
+        command_reply = self._conversation.admin_command(asker, text)
+        if command_reply is not None:
+            reply.say(command_reply)  # "@kb sync confluence" from a KB_TEAMS_ADMINS member
+            return
         question = Question(conversation, thread, text, with_history=answered, followup=followup)
         self._conversation.ask(question, reply)
 

@@ -24,7 +24,7 @@ def test_every_cited_section_of_the_architecture_page_exists() -> None:
     missing = [
         f"{path.relative_to(ROOT)} cites {section!r}"
         for path in _sources()
-        for section in CITATION.findall(path.read_text(encoding="utf-8"))
+        for section in (" ".join(s.split()) for s in CITATION.findall(path.read_text("utf-8")))
         if not any(h == section or h.startswith(f"{section}:") for h in headings)
     ]
     assert missing == []

@@ -1,7 +1,8 @@
 """A fake Slack Web API on 127.0.0.1, Slack-style request signing, and a running kb-bot.
 
 :class:`FakeSlack` answers the Web API methods kb-bot calls (``auth.test``, ``chat.*``,
-``reactions.*``, ``conversations.replies`` / ``history``) and ``response_url`` POSTs, records
+``reactions.*``, ``conversations.replies`` / ``history`` / ``info``, the assistant pane's
+``assistant.threads.*``) and ``response_url`` POSTs, records
 every call, keeps posted messages so threads can be read back (with message metadata), and
 answers 429 with ``Retry-After`` (or any error) when told to.
 """
@@ -85,6 +86,7 @@ class FakeSlack:
     responses: list[Call] = field(default_factory=list)  # response_url POSTs
     messages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     response_url_status: int = 200
+    member_of: set[str] = field(default_factory=set)  # channels the bot is in (conversations.info)
     _failures: dict[str, deque[_Failure]] = field(default_factory=dict)
     _lock: threading.Condition = field(default_factory=threading.Condition)
     _ts: Iterator[int] = field(default_factory=lambda: itertools.count(1))
@@ -236,6 +238,16 @@ class FakeSlack:
             return {"ok": True, "message_ts": self._next_ts()}
         if method in ("reactions.add", "reactions.remove"):
             return {"ok": True}
+        if method.startswith("assistant.threads."):
+            return {"ok": True}
+        if method == "views.publish":
+            view = args.get("view")
+            return {"ok": True, "view": json.loads(view) if isinstance(view, str) else view}
+        if method == "conversations.info":
+            channel = str(args.get("channel"))
+            if channel.startswith("G") and channel not in self.member_of:
+                return {"ok": False, "error": "channel_not_found"}  # private, not a member
+            return {"ok": True, "channel": {"id": channel, "is_member": channel in self.member_of}}
         if method in ("conversations.replies", "conversations.history"):
             return self._read(method, args)
         return {"ok": False, "error": "unknown_method"}
@@ -262,7 +274,7 @@ def _args(request: Request) -> dict[str, Any]:
         args.update(json.loads(request.body))
     elif request.body:
         args.update(dict(parse_qsl(request.body.decode(), keep_blank_values=True)))
-    for key in ("blocks", "metadata"):
+    for key in ("blocks", "metadata", "view", "prompts"):
         if isinstance(args.get(key), str):
             with suppress(ValueError):
                 args[key] = json.loads(args[key])

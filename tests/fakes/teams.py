@@ -377,7 +377,7 @@ def teams_settings(login: FakeLogin, **overrides: str | None) -> Settings:
 
 def teams_handler(settings: Settings, flow: AnswerFlow, db: Database) -> TeamsHandler:
     """The handler as ``kb bot`` builds it, but refetching signing keys without a pause."""
-    conversation = Conversation("teams", flow, db, chat_policy(settings, frozenset()))
+    conversation = Conversation("teams", flow, db, chat_policy(settings, settings.teams_admins))
     return build_teams_handler(settings.require_teams(), conversation, db, min_key_refresh=0.0)
 
 

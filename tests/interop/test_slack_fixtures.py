@@ -1,8 +1,8 @@
 """Every captured Slack payload in ../shared/fixtures/slack, signed and sent through the app.
 
 No file may produce a 5xx or a crash, and the bot may only speak where a person asked it to:
-an app_mention from a human gets exactly one threaded answer; bot messages, edits, deletions,
-top-level chatter, unknown commands and foreign buttons get none.
+an app_mention or a direct message from a human gets exactly one threaded answer; bot messages,
+edits, deletions, top-level chatter, unknown commands and foreign buttons get none.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from fakes.flow import FakeFlow
 from fakes.slack_api import (
     BOT_USER,
     RunningBot,
+    new_trigger_id,
     reset_bot_tables,
     running_bot,
     sign,
@@ -129,11 +130,16 @@ def _expected_answers(event: dict[str, Any], bot_user: str, *, answered_thread: 
     )
     if event.get("type") == "app_mention":
         return 1 if is_human and event.get("ts") and event.get("channel") else 0
-    if event.get("type") != "message" or not answered_thread or not is_human:
+    if event.get("type") != "message" or not is_human:
         return 0
     thread = event.get("thread_ts")
+    top_level = not thread or thread == event.get("ts")
+    if event.get("channel_type") == "im":
+        # A direct message is a question, and so is every message in a DM thread (Slack's
+        # assistant pane is one); Slack sends no app_mention in DMs.
+        return 1
     mentions_bot = f"<@{bot_user}" in str(event.get("text") or "")
-    return 1 if thread and thread != event.get("ts") and not mentions_bot else 0
+    return 1 if answered_thread and not top_level and not mentions_bot else 0
 
 
 def _send(bot: RunningBot, kind: str, data: Any) -> Any:
@@ -198,7 +204,9 @@ def test_slash_command_fixtures_as_kb_sync(db: Database, path: Path) -> None:
     form["command"] = "/kb-sync"
     with running_bot(db, FakeFlow(), KB_ADMINS=form["user_id"]) as bot:
         admin = bot.post(urlencode(form).encode(), "application/x-www-form-urlencoded")
+        # Another person's invocation: Slack gives every invocation its own trigger_id.
         form["user_id"] = "UNOTADMIN"
+        form["trigger_id"] = new_trigger_id()
         other = bot.post(urlencode(form).encode(), "application/x-www-form-urlencoded")
     assert admin.status_code == 200 and other.status_code == 200
     assert "Queued a sync" in admin.text or "isn't a configured" in admin.text
@@ -223,3 +231,78 @@ def test_block_actions_fixtures_on_our_buttons(db: Database, path: Path, action_
         assert bot.slack.calls_to("chat.update") == []
         assert "no longer works" in bot.slack.calls_to("chat.postEphemeral")[0].args["text"]
     assert flow.calls == []
+
+
+AI_APPS = SLACK / "ai_apps"
+
+
+def test_native_feedback_fixture_records_the_vote_it_names(db: Database) -> None:
+    """Slack's feedback_buttons payload: the pressed button's value names the answer rated."""
+    payload = json.loads((AI_APPS / "block_actions_feedback_buttons.json").read_text())
+    pressed = payload["actions"][0]
+    assert pressed["type"] == "feedback_buttons"
+    unit = pressed["value"].split(":", 1)[1]
+    with running_bot(db, FakeFlow()) as bot:
+        assert bot.action(payload).status_code == 200
+        [reply] = bot.slack.wait_calls("chat.postEphemeral")
+    assert reply.args["user"] == payload["user"]["id"]
+    assert reply.args["thread_ts"] == payload["container"]["thread_ts"]
+    assert reply.args["text"].startswith("Thanks, noted that this answer was helpful")
+    with db.connection() as conn:
+        rows = conn.execute("SELECT unit_id, platform, user_id, vote FROM feedback").fetchall()
+    assert [tuple(r.values()) for r in rows] == [(unit, "slack", payload["user"]["id"], "helpful")]
+
+
+def _envelope(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((AI_APPS / name).read_text())
+    data["event_time"] = int(time.time())
+    return data
+
+
+@pytest.mark.parametrize("member", [True, False], ids=["bot-in-channel", "bot-not-in-channel"])
+def test_assistant_pane_fixtures_follow_the_channel_in_view(db: Database, member: bool) -> None:
+    """Pane opened beside #eng, moved to #ops, then asked: #ops's scope if the bot is in #ops,
+    else the DM scope (looking at a channel must not widen what a person may read)."""
+    started = _envelope("assistant_thread_started.json")
+    moved = _envelope("assistant_thread_context_changed.json")
+    asked = _envelope("assistant_thread_message_im.json")
+    ops = moved["event"]["assistant_thread"]["context"]["channel_id"]
+    flow = FakeFlow()
+    env = {"KB_CHANNEL_SCOPES": f"{ops}=jira:OPS", "KB_DM_SCOPE": "confluence:DOCS"}
+    env["KB_SUGGESTED_PROMPTS"] = "How do I roll back?|Who is on call?"
+    with running_bot(db, flow, bot_user=_bot_user(asked), **env) as bot:
+        if member:
+            bot.slack.member_of.add(ops)
+        for envelope in (started, moved):
+            assert _send(bot, "envelope", envelope).status_code == 200
+        [prompts] = bot.slack.wait_calls("assistant.threads.setSuggestedPrompts")
+        assert [p["message"] for p in prompts.args["prompts"]] == [
+            "How do I roll back?",
+            "Who is on call?",
+        ]
+        assert _send(bot, "envelope", asked).status_code == 200
+        [post] = bot.slack.wait_calls("chat.postMessage")
+        bot.slack.wait_calls("assistant.threads.setStatus", 2)
+    event = asked["event"]
+    assert post.args["channel"] == event["channel"]
+    assert post.args["thread_ts"] == event["thread_ts"]
+    assert flow.calls[0].question == event["text"]
+    assert str(flow.calls[0].scope) == ("jira:OPS" if member else "confluence:DOCS")
+    [title] = bot.slack.calls_to("assistant.threads.setTitle")
+    assert title.args["title"] == event["text"]
+
+
+@pytest.mark.parametrize("admin", [True, False], ids=["admin", "plain-user"])
+def test_app_home_fixture_publishes_the_home_view(db: Database, admin: bool) -> None:
+    opened = _envelope("app_home_opened.json")
+    user = opened["event"]["user"]
+    with running_bot(db, FakeFlow(), KB_ADMINS=user if admin else "USOMEONEELSE") as bot:
+        assert _send(bot, "envelope", opened).status_code == 200
+        [publish] = bot.slack.wait_calls("views.publish")
+    assert publish.args["user_id"] == user
+    view = publish.args["view"]
+    assert view["type"] == "home" and 0 < len(view["blocks"]) <= 100
+    text = json.dumps(view["blocks"])
+    assert "How to ask" in text
+    assert ("For admins" in text) is admin
+    assert ("Sync now" in text) is admin

@@ -14,6 +14,7 @@ from bot.slack.blocks import (
     MESSAGE_BLOCK_LIMIT,
     SECTION_LIMIT,
     render_answer,
+    replace_actions_with_note,
     slack_to_plain,
     split_sections,
     to_mrkdwn,
@@ -120,3 +121,38 @@ def test_slack_text_to_plain_question() -> None:
     assert slack_to_plain(text, bot_user_id="UBOT") == (
         "why is #ops on the page (https://x.example) & @someone?"
     )
+
+
+def test_an_answer_that_cannot_be_rated_has_refresh_but_no_thumbs() -> None:
+
+    answer = Answer(
+        question="q",
+        standalone_question="q",
+        text="",
+        sources=(),
+        mode="unavailable",
+        cached=False,
+        unit_id=None,
+    )
+    blocks, _ = render_answer(answer)
+    assert [b["type"] for b in blocks][-1] == "actions"
+    assert all(b["type"] != "context_actions" for b in blocks)
+    assert [e["action_id"] for e in blocks[-1]["elements"]] == ["kb_refresh"]
+
+
+def test_refreshing_note_replaces_both_the_thumbs_and_the_buttons() -> None:
+
+    answer = Answer(
+        question="q",
+        standalone_question="q",
+        text="An answer [1].",
+        sources=(),
+        mode="claude",
+        cached=False,
+        unit_id="u1",
+    )
+    blocks, _ = render_answer(answer)
+    assert {"context_actions", "actions"} <= {b["type"] for b in blocks}
+    kept = replace_actions_with_note(blocks, "Refreshing…")
+    assert not {"context_actions", "actions"} & {b["type"] for b in kept}
+    assert kept[-1]["elements"][0]["text"] == "Refreshing…"

@@ -11,6 +11,7 @@ import pytest
 from fakes.flow import FakeFlow
 from fakes.slack_api import ADMIN, RunningBot, new_trigger_id, reset_bot_tables, running_bot
 
+from bot.platform import ActionValue
 from store.db import Database
 from store.metrics import series, store_metrics
 
@@ -121,6 +122,7 @@ def _click(
     )
     payload = {
         "type": "block_actions",
+        "trigger_id": new_trigger_id(),
         "user": {"id": user},
         "team": {"id": "T0KB"},
         "channel": {"id": post["channel"]},
@@ -145,7 +147,6 @@ def _click(
             }
         ],
         "response_url": bot.slack.response_url("action"),
-        "trigger_id": new_trigger_id(),
     }
     assert bot.action(payload).status_code == 200
 
@@ -175,17 +176,60 @@ def test_refresh_regenerates_fresh_and_updates_the_message(bot: RunningBot, flow
     assert bot.slack.calls_to("chat.postMessage")[1:] == []  # updated, not reposted
 
 
+def _thumb(
+    bot: RunningBot, post: dict[str, Any], *, up: bool, user: str = "UHUMAN", message_ts: str
+) -> None:
+    """Press Slack's native thumbs under the answer, as Slack sends it (block_actions)."""
+    [block] = [b for b in post["blocks"] if b["type"] == "context_actions"]
+    [element] = block["elements"]
+    assert element["type"] == "feedback_buttons"
+    pressed = element["positive_button" if up else "negative_button"]
+    payload = {
+        "type": "block_actions",
+        "trigger_id": new_trigger_id(),
+        "user": {"id": user},
+        "team": {"id": "T0KB"},
+        "channel": {"id": post["channel"]},
+        "container": {
+            "type": "message",
+            "message_ts": message_ts,
+            "channel_id": post["channel"],
+            "is_ephemeral": False,
+        },
+        "message": {"ts": message_ts, "thread_ts": post["thread_ts"], "blocks": post["blocks"]},
+        "actions": [
+            {
+                "type": "feedback_buttons",
+                "action_id": element["action_id"],
+                "block_id": block["block_id"],
+                "text": pressed["text"],
+                "value": pressed["value"],
+            }
+        ],
+    }
+    assert bot.action(payload).status_code == 200
+
+
+def test_answers_carry_native_thumbs_and_a_refresh_button(bot: RunningBot) -> None:
+    post, _ = _answered(bot)
+    types = [b["type"] for b in post["blocks"]]
+    assert types[-2:] == ["context_actions", "actions"]
+    [refresh] = post["blocks"][-1]["elements"]
+    assert refresh["action_id"] == "kb_refresh" and refresh["type"] == "button"
+    assert "kb_helpful" not in json.dumps(post["blocks"])
+
+
 def test_votes_are_stored_once_per_user_and_changeable(
     bot: RunningBot, db: Database, flow: FakeFlow
 ) -> None:
     post, message_ts = _answered(bot)
-    _click(bot, post, "kb_helpful", message_ts=message_ts)
+    _thumb(bot, post, up=True, message_ts=message_ts)
     bot.slack.wait_calls("chat.postEphemeral", 1)
-    _click(bot, post, "kb_helpful", message_ts=message_ts)
+    _thumb(bot, post, up=True, message_ts=message_ts)
     bot.slack.wait_calls("chat.postEphemeral", 2)
-    _click(bot, post, "kb_not_helpful", message_ts=message_ts)
+    _thumb(bot, post, up=False, message_ts=message_ts)
     bot.slack.wait_calls("chat.postEphemeral", 3)
-    _click(bot, post, "kb_helpful", user="UOTHER", message_ts=message_ts)
+    _thumb(bot, post, up=True, user="UOTHER", message_ts=message_ts)
     replies = [c.args["text"] for c in bot.slack.wait_calls("chat.postEphemeral", 4)]
     assert replies[0].startswith("Thanks, noted that this answer was helpful")
     assert replies[1].startswith("You've already marked this answer as helpful")
@@ -204,3 +248,44 @@ def test_votes_are_stored_once_per_user_and_changeable(
     not_helpful = series("kb_feedback_votes", platform="slack", vote="not_helpful")
     assert metrics[helpful] == 1 and metrics[not_helpful] == 1
     assert metrics["kb_slack_answers_posted_total"] == 1
+
+
+def test_old_answers_helpful_buttons_still_record_votes(
+    bot: RunningBot, db: Database, flow: FakeFlow
+) -> None:
+    """Answers posted before the native thumbs carry kb_helpful / kb_not_helpful buttons."""
+    post, message_ts = _answered(bot)
+    assert bot.slack.wait_for(lambda: len(flow.posts) == 1)
+    unit = flow.posts[0].unit_id
+    value = ActionValue(unit, "how do I rotate the VPN cert?").encode()
+    old_buttons = {
+        "type": "actions",
+        "block_id": "kb_answer_actions",
+        "elements": [
+            {"type": "button", "action_id": a, "value": value, "text": {"type": "plain_text"}}
+            for a in ("kb_helpful", "kb_not_helpful", "kb_refresh")
+        ],
+    }
+    old_post = {**post, "blocks": [post["blocks"][0], old_buttons]}
+    _click(bot, old_post, "kb_not_helpful", message_ts=message_ts)
+    _click(bot, old_post, "kb_helpful", user="UOTHER", message_ts=message_ts)
+    replies = [c.args["text"] for c in bot.slack.wait_calls("chat.postEphemeral", 2)]
+    assert all(r.startswith("Thanks, noted") for r in replies)
+    with db.connection() as conn:
+        votes = conn.execute("SELECT unit_id, user_id, vote FROM feedback ORDER BY user_id")
+        assert [(v["unit_id"], v["user_id"], v["vote"]) for v in votes.fetchall()] == [
+            (unit, "UHUMAN", "not_helpful"),
+            (unit, "UOTHER", "helpful"),
+        ]
+
+
+def test_a_thumb_with_a_foreign_value_is_a_stale_button(bot: RunningBot, db: Database) -> None:
+    post, message_ts = _answered(bot)
+    broken = {**post, "blocks": json.loads(json.dumps(post["blocks"]))}
+    thumbs = next(b for b in broken["blocks"] if b["type"] == "context_actions")
+    thumbs["elements"][0]["positive_button"]["value"] = "sideways"
+    _thumb(bot, broken, up=True, message_ts=message_ts)
+    [reply] = bot.slack.wait_calls("chat.postEphemeral")
+    assert "no longer works" in reply.args["text"]
+    with db.connection() as conn:
+        assert conn.execute("SELECT count(*) AS n FROM feedback").fetchone()["n"] == 0

@@ -96,16 +96,19 @@ def test_mention_at_top_level_is_answered_in_a_new_thread(
     post = posts[0].args
     assert post["channel"] == "CENG"
     assert post["thread_ts"] == "1700000000.000100"
-    # Block Kit: answer section (mrkdwn), sources context, actions with three buttons.
+    # Block Kit: answer section (mrkdwn), sources context, native thumbs, Refresh.
     types = [b["type"] for b in post["blocks"]]
-    assert types[0] == "section" and types[-1] == "actions"
+    assert types[0] == "section" and types[-2:] == ["context_actions", "actions"]
     assert "*the VPN portal* [1]" in post["blocks"][0]["text"]["text"]
     sources = next(b for b in post["blocks"] if b["type"] == "context")
     line = sources["elements"][0]["text"]
     assert "<https://wiki.example/pages/101|[1] VPN setup>" in line
     assert "[2] OPS-7 Cert rotation &lt;urgent&gt;" in line
     actions = post["blocks"][-1]["elements"]
-    assert [a["action_id"] for a in actions] == ["kb_helpful", "kb_not_helpful", "kb_refresh"]
+    assert [a["action_id"] for a in actions] == ["kb_refresh"]
+    [thumbs] = post["blocks"][-2]["elements"]
+    assert thumbs["type"] == "feedback_buttons"
+    assert thumbs["action_id"] == "kb_feedback"
     # The fallback text carries the answer and the links.
     assert "https://wiki.example/pages/101" in post["text"]
     assert "https://jira.example/browse/OPS-7" in post["text"]
@@ -124,6 +127,8 @@ def test_mention_at_top_level_is_answered_in_a_new_thread(
     assert flow.calls[0].history == ()
     assert bot.slack.wait_for(lambda: len(flow.posts) == 1)
     assert flow.posts[0].channel == "CENG" and flow.posts[0].thread == "1700000000.000100"
+    assert thumbs["positive_button"]["value"] == "up:" + flow.posts[0].unit_id
+    assert thumbs["negative_button"]["value"] == "down:" + flow.posts[0].unit_id
     with db.connection() as conn:
         assert bot_state.is_bot_thread(conn, "slack", "CENG", "1700000000.000100")
 
