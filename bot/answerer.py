@@ -14,22 +14,30 @@ import random
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Protocol
 
 import anthropic
 from anthropic.types import Message, MessageParam, TextBlockParam
 
-from bot.answers import AnswerMode, Turn
+from bot.answers import Turn
+from bot.drafts import NO_SOURCES_TEXT, Answerer, ClaudeMisconfigured, ClaudeUnavailable, Draft
 from bot.prompts import ANSWER_SYSTEM, fence_conversation, fence_source, neutralise
 from core.errors import AnswerError
 from store.passages import Passage
 
 log = logging.getLogger(__name__)
 
-NO_SOURCES_TEXT = (
-    "I couldn't find anything about that in the indexed Confluence spaces and Jira projects."
-)
+__all__ = [
+    "NO_SOURCES_TEXT",
+    "Answerer",
+    "ClaudeAnswerer",
+    "ClaudeMisconfigured",
+    "ClaudeUnavailable",
+    "Draft",
+    "complete",
+    "make_client",
+    "parse_citations",
+]
+
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_MAX_RETRIES = 2
 # The whole answer, retries and their pauses included: past this the user gets the extractive
@@ -40,35 +48,6 @@ _RETRYABLE_STATUS = frozenset({408, 409, 429})
 # Enough thread for the model to resolve references; older turns only cost tokens.
 HISTORY_TURNS = 6
 HISTORY_TURN_CHARS = 600
-
-
-@dataclass(frozen=True)
-class Draft:
-    """An answer before the flow maps citations to artifacts.
-
-    ``cited`` lists the passage numbers (1-based, in the order the passages were given) that
-    the text cites, in order of first appearance. Every marker in ``text`` has the canonical
-    form ``[n]`` (one number per bracket) and refers to a number in ``cited``.
-    """
-
-    text: str
-    cited: tuple[int, ...]
-    mode: AnswerMode
-
-
-class Answerer(Protocol):
-    def answer(
-        self, question: str, passages: Sequence[Passage], history: Sequence[Turn] = ()
-    ) -> Draft: ...
-
-
-class ClaudeUnavailable(AnswerError):
-    """A transient failure (overload, 5xx, rate limit, timeout, network): Refresh may work."""
-
-
-class ClaudeMisconfigured(AnswerError):
-    """An operator fault (a refused key, a model the key may not use or that does not exist):
-    no retry helps until someone changes a setting."""
 
 
 def make_client(

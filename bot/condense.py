@@ -12,13 +12,14 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import anthropic
-
-from bot.answerer import complete
 from bot.answers import Turn
 from bot.prompts import CONDENSE_SYSTEM, fence_conversation, neutralise
 from core.errors import AnswerError
+
+if TYPE_CHECKING:
+    import anthropic
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,9 @@ def condense(
     timeout: float = CONDENSE_TIMEOUT_S,
 ) -> str:
     """One standalone question from ``question`` and the thread so far (oldest first)."""
+    # The SDK is imported only by a process that condenses with a model.
+    from bot.answerer import complete
+
     if not history:
         return question
     turns = [(t.role, _clip(t.text)) for t in history if t.text.strip()][-HISTORY_TURNS:]

@@ -16,8 +16,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bot.answerer import NO_SOURCES_TEXT, Draft
 from bot.answers import Turn
+from bot.drafts import NO_SOURCES_TEXT, Draft
 from store.passages import Passage
 
 LABEL = "No language model is configured, so here are the most relevant passages:"

@@ -17,8 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from bot.answerer import Answerer, ClaudeMisconfigured, ClaudeUnavailable, Draft
 from bot.answers import Turn
+from bot.drafts import Answerer, ClaudeMisconfigured, ClaudeUnavailable, Draft
 from bot.extractive import LABEL as EXTRACTIVE_LABEL
 from bot.extractive import ExtractiveAnswerer
 from core.errors import AnswerError

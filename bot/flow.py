@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 import numpy as np
 import numpy.typing as npt
 
-from bot.answerer import Answerer, Draft
 from bot.answers import Answer, AnswerMode, SourceRef, Turn
+from bot.drafts import Answerer, Draft
 from bot.fallback import OpsReport, answer_or_fall_back
 from store.answer_sources import synced_at
 from store.cache import AnswerCache, Citation, Generated, Hit, Place, SourceVersion, Unit

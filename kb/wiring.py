@@ -29,8 +29,8 @@ from sync.source import SourceConnector
 _SECRET_SUFFIXES = ("_TOKEN", "_SECRET", "_PASSWORD", "_KEY")
 
 if TYPE_CHECKING:
-    from bot.answerer import Answerer
     from bot.answers import Turn
+    from bot.drafts import Answerer
 
 DEFAULT_EMBED_MODELS = {"voyage": "voyage-3.5", "openai": "text-embedding-3-small"}
 
