@@ -60,7 +60,7 @@ def build_slack(settings: Settings, flow: AnswerFlow, db: Database) -> Mount:
         client=client,
         prompts=settings.suggested_prompts,
     )
-    return slack_mount(app, app_token=settings.slack_app_token)
+    return slack_mount(app, signing_secret=signing_secret, app_token=settings.slack_app_token)
 
 
 def build_teams(settings: Settings, flow: AnswerFlow, db: Database) -> Mount:

@@ -29,6 +29,7 @@ from bot.host import Mount
 from bot.platform import ACTION_HELPFUL, ACTION_NOT_HELPFUL, ACTION_REFRESH, ActionValue, Requester
 from bot.slack.assistant import PaneContextStore, build_assistant
 from bot.slack.blocks import ACTION_FEEDBACK, read_feedback, slack_to_plain
+from bot.slack.guard import SlackRequestGuard
 from bot.slack.home import ACTION_HOME_SYNC, read_sync_button, render_home
 from bot.slack.replay import delivery_key
 from bot.slack.thread import (
@@ -109,11 +110,13 @@ def slack_client(token: Secret, api_url: str) -> WebClient:
     return WebClient(token=token.reveal(), base_url=api_url, timeout=30)
 
 
-def slack_mount(app: SlackApp, *, app_token: Secret | None = None) -> Mount:
-    """Slack on the chat host: ``POST /slack/events``, or Socket Mode when ``app_token``
-    (SLACK_APP_TOKEN) is given."""
+def slack_mount(app: SlackApp, *, signing_secret: Secret, app_token: Secret | None = None) -> Mount:
+    """Slack on the chat host: ``POST /slack/events`` behind the signature and shape gate
+    (bot/slack/guard.py), or Socket Mode when ``app_token`` (SLACK_APP_TOKEN) is given."""
     if app_token is None:
-        handler = SlackRequestHandler(app, path=EVENTS_PATH)
+        handler = SlackRequestGuard(
+            SlackRequestHandler(app, path=EVENTS_PATH), signing_secret.reveal()
+        )
         return Mount(PLATFORM, EVENTS_PATH, handler, app.close)
     return Mount(PLATFORM, None, None, app.close, connect=lambda: _socket_mode(app, app_token))
 
