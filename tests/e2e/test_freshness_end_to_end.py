@@ -83,8 +83,11 @@ class World:
 
     def ask(self, ts: str) -> str:
         before = len(self.bot.slack.calls_to("chat.postMessage"))
+        cleared = len(self.bot.slack.calls_to("reactions.remove"))
         assert self.bot.mention(QUESTION, ts=ts).status_code == 200
         posts = self.bot.slack.wait_calls("chat.postMessage", before + 1, timeout=30)
+        # The working reaction goes once the answer's place is recorded for notices.
+        self.bot.slack.wait_calls("reactions.remove", cleared + 1, timeout=30)
         assert len(posts) == before + 1
         assert posts[-1].args["thread_ts"] == ts
         return str(posts[-1].args["text"])
