@@ -18,6 +18,15 @@ from store.db import Database
 
 _LOCK = 0x6B62_6361  # "kbca": advisory-lock namespace of the answer-cache backends
 BACKENDS = ("disk", "postgres")
+# A granted two-key advisory lock shows in pg_locks as classid = key1, objid = key2, objsubid 2.
+OTHER_HELD = """
+SELECT EXISTS (
+    SELECT 1 FROM pg_locks
+    WHERE locktype = 'advisory' AND granted AND objsubid = 2
+      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND classid = %s::oid AND objid = hashtext(%s)::oid
+)
+"""
 
 
 class CacheBackendLock:
@@ -43,17 +52,16 @@ class CacheBackendLock:
                 (_LOCK, self._key(self._backend)),
             )
             other = next(b for b in BACKENDS if b != self._backend)
-            row = conn.execute(
-                "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (_LOCK, self._key(other))
-            ).fetchone()
-            if not (row and row[0]):
+            # Look, do not touch: probing by taking the other lock would make two processes of
+            # the same backend, starting together, each see the other's probe as a holder.
+            row = conn.execute(OTHER_HELD, (_LOCK, self._key(other))).fetchone()
+            if row and row[0]:
                 raise SettingsError(
                     "KB_CACHE",
                     f"is {self._backend}, but another process of this store runs with "
                     f"KB_CACHE={other}; every process (bots, daemon, kb sync) must use the "
                     "same answer cache, or source changes dirty answers nobody reads",
                 )
-            conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (_LOCK, self._key(other)))
         except BaseException:
             conn.close()
             raise

@@ -3,6 +3,7 @@ a process with the other KB_CACHE refuses to start while one with the first runs
 
 from __future__ import annotations
 
+import threading
 import uuid
 
 import pytest
@@ -55,3 +56,34 @@ def test_stores_in_other_schemas_do_not_constrain_each_other(db: Database, pg_ur
         ours.release()
         other.drop_schema()
         other.close()
+
+
+def test_processes_of_one_backend_starting_together_all_start(db: Database) -> None:
+    # kb up starts the bot and the daemon at the same moment: neither may mistake the other's
+    # check for a process of the other backend.
+    locks = [CacheBackendLock(db, "disk") for _ in range(8)]
+    failures: list[BaseException] = []
+    barrier = threading.Barrier(len(locks))
+
+    def start(lock: CacheBackendLock) -> None:
+        barrier.wait()
+        try:
+            for _ in range(20):
+                lock.acquire()
+                lock.release()
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=start, args=(lock,)) for lock in locks]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    with pytest.raises(SettingsError):
+        with_disk = CacheBackendLock(db, "disk")
+        with_disk.acquire()
+        try:
+            CacheBackendLock(db, "postgres").acquire()
+        finally:
+            with_disk.release()
