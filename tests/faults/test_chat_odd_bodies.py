@@ -1,4 +1,4 @@
-"""Fault class 2 on the Slack endpoint: the signature is checked on the raw bytes first, and a
+"""Fault class 2 on the Slack and Teams endpoints: the signature is checked on the raw bytes first, and a
 signed body of a shape Slack never sends is acknowledged (200, so Slack does not retry it) with
 one warning line — never a 500, never a traceback (docs/ARCHITECTURE.md, "Security stance")."""
 
@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 from fakes.flow import FakeFlow
 from fakes.slack_api import RunningBot, running_bot
+from fakes.teams import running_teams_bot
 
 from store.db import Database
 
@@ -76,3 +77,33 @@ def test_a_well_formed_signed_event_still_reaches_the_bot(
     running, _ = bot
     response = running.post(b'{"type":"url_verification","challenge":"c-123"}', JSON)
     assert response.status_code == 200 and response.json()["challenge"] == "c-123"
+
+
+TEAMS_ODD_BODIES = {
+    "invalid JSON": b"{not json",
+    "a JSON list": b"[]",
+    "null": b"null",
+    "an activity without its fields": b'{"type":"message"}',
+    "JSON 5,000 deep": b"[" * 5000 + b"]" * 5000,
+    "binary bytes": bytes(range(256)),
+}
+
+
+@pytest.mark.parametrize("name", list(TEAMS_ODD_BODIES))
+def test_a_signed_teams_request_that_is_not_an_activity_is_acked_with_one_warning(
+    module_db: Database, name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    flow = FakeFlow()
+    with running_teams_bot(module_db, flow) as teams:
+        token = teams.login.sign("https://smba.example/")
+        with caplog.at_level(logging.INFO):
+            response = teams.http.post(
+                "/api/messages",
+                content=TEAMS_ODD_BODIES[name],
+                headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+            )
+    assert response.status_code == 200
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    warnings = [r for r in caplog.records if "not an activity" in r.getMessage()]
+    assert len(warnings) == 1
+    assert flow.calls == []
