@@ -1,6 +1,7 @@
-"""Fault class 2 on the Slack and Teams endpoints: the signature is checked on the raw bytes first, and a
-signed body of a shape Slack never sends is acknowledged (200, so Slack does not retry it) with
-one warning line — never a 500, never a traceback (docs/ARCHITECTURE.md, "Security stance")."""
+"""Fault class 2 on the Slack and Teams endpoints: the signature is checked on the raw bytes
+first, and a signed body of a shape the platform never sends is acknowledged (200, so it is not
+retried) with one warning line: never a 500, never a traceback (docs/ARCHITECTURE.md,
+"Security stance")."""
 
 from __future__ import annotations
 
