@@ -193,6 +193,18 @@ class Database:
         with self.pool.connection() as conn:
             yield conn
 
+    def supports_iterative_scan(self) -> bool:
+        """Whether pgvector is 0.8 or newer, whose iterative index scans keep a filtered
+        HNSW search from coming back short (retrieval and the Postgres answer cache use it)."""
+        with self.connection() as conn:
+            row = conn.execute(
+                "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
+            ).fetchone()
+        if row is None:
+            return False
+        major, minor = (int(x) for x in str(row["extversion"]).split(".")[:2])
+        return (major, minor) >= (0, 8)
+
     def drop_schema(self) -> None:
         """Drop this store's schema and everything in it (tests and ``kb eval`` namespaces)."""
         if self.schema == "public":

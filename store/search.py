@@ -216,17 +216,7 @@ class Retriever:
         self._db = db
         self._counter = counter
         self.settings = settings or SearchSettings()
-        self._iterative_scan = self._supports_iterative_scan()
-
-    def _supports_iterative_scan(self) -> bool:
-        with self._db.connection() as conn:
-            row = conn.execute(
-                "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
-            ).fetchone()
-        if row is None:
-            return False
-        major, minor = (int(x) for x in str(row["extversion"]).split(".")[:2])
-        return (major, minor) >= (0, 8)
+        self._iterative_scan = self._db.supports_iterative_scan()
 
     def search(
         self,

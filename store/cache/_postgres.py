@@ -213,7 +213,7 @@ class PostgresAnswerCache(CacheCore):
         self._lock_timeout = lock_timeout
         self._exact_scan_limit = exact_scan_limit
         self._indexed: set[int] = set()
-        self._iterative = self._supports_iterative_scan()
+        self._iterative = self._db.supports_iterative_scan()
 
     def close(self) -> None:
         """The Database belongs to the caller; nothing of its own to close."""
@@ -233,16 +233,6 @@ class PostgresAnswerCache(CacheCore):
     def _exact(self, scope_key: str, normalised: str) -> Unit | None:
         with self._db.connection() as conn:
             return self._read_unit(conn, UNIT_EXACT, (scope_key, normalised))
-
-    def _supports_iterative_scan(self) -> bool:
-        with self._db.connection() as conn:
-            row = conn.execute(
-                "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
-            ).fetchone()
-        if row is None:
-            return False
-        major, minor = (int(x) for x in str(row["extversion"]).split(".")[:2])
-        return (major, minor) >= (0, 8)
 
     def _ensure_index(self, dim: int) -> None:
         """The HNSW index for vectors of ``dim`` dimensions (one per embedder the cache has
