@@ -267,25 +267,31 @@ class SlackHandlers:
     def on_vote(
         self, ack: Ack, body: dict[str, Any], action: dict[str, Any], context: BoltContext
     ) -> None:
-        ack()
-        click = Click.read(body, context.client)
-        if click is None or not click.user:
-            return
+        """The Helpful / Not helpful buttons of answers posted before the native thumbs."""
         vote: Vote = "helpful" if action.get("action_id") == ACTION_HELPFUL else "not_helpful"
-        value = ActionValue.decode(action.get("value"))
-        click.reply(self._conversation.vote(value, click.user, vote))
+        self._vote(ack, body, context, ActionValue.decode(action.get("value")), vote)
 
     def on_feedback(
         self, ack: Ack, body: dict[str, Any], action: dict[str, Any], context: BoltContext
     ) -> None:
         """Slack's native thumbs: the same vote as the old buttons, the same private reply."""
+        feedback = read_feedback(action.get("value"))
+        value = ActionValue(feedback[0], "") if feedback else None
+        vote: Vote = "helpful" if feedback and feedback[1] else "not_helpful"
+        self._vote(ack, body, context, value, vote)
+
+    def _vote(
+        self,
+        ack: Ack,
+        body: dict[str, Any],
+        context: BoltContext,
+        value: ActionValue | None,
+        vote: Vote,
+    ) -> None:
         ack()
         click = Click.read(body, context.client)
         if click is None or not click.user:
             return
-        feedback = read_feedback(action.get("value"))
-        value = ActionValue(feedback[0], "") if feedback else None
-        vote: Vote = "helpful" if feedback and feedback[1] else "not_helpful"
         click.reply(self._conversation.vote(value, click.user, vote))
 
     # --- App Home ---------------------------------------------------------------------------
