@@ -110,16 +110,16 @@ def test_non_admin_is_refused_politely(bot: RunningBot, db: Database) -> None:
     assert _requests(db) == []
 
 
-def _click(
-    bot: RunningBot, post: dict[str, Any], action_id: str, *, user: str = "UHUMAN", message_ts: str
+def _press(
+    bot: RunningBot,
+    post: dict[str, Any],
+    action: dict[str, Any],
+    *,
+    user: str,
+    message_ts: str,
+    **extra: Any,
 ) -> None:
-    button = next(
-        e
-        for b in post["blocks"]
-        if b["type"] == "actions"
-        for e in b["elements"]
-        if e["action_id"] == action_id
-    )
+    """Send one block_actions payload for ``action`` under the answer, as Slack sends it."""
     payload = {
         "type": "block_actions",
         "trigger_id": new_trigger_id(),
@@ -138,17 +138,30 @@ def _click(
             "blocks": post["blocks"],
             "text": post["text"],
         },
-        "actions": [
-            {
-                "action_id": action_id,
-                "block_id": "kb_answer_actions",
-                "value": button["value"],
-                "type": "button",
-            }
-        ],
-        "response_url": bot.slack.response_url("action"),
+        "actions": [action],
+        **extra,
     }
     assert bot.action(payload).status_code == 200
+
+
+def _click(
+    bot: RunningBot, post: dict[str, Any], action_id: str, *, user: str = "UHUMAN", message_ts: str
+) -> None:
+    button = next(
+        e
+        for b in post["blocks"]
+        if b["type"] == "actions"
+        for e in b["elements"]
+        if e["action_id"] == action_id
+    )
+    action = {
+        "action_id": action_id,
+        "block_id": "kb_answer_actions",
+        "value": button["value"],
+        "type": "button",
+    }
+    response_url = bot.slack.response_url("action")
+    _press(bot, post, action, user=user, message_ts=message_ts, response_url=response_url)
 
 
 def _answered(bot: RunningBot) -> tuple[dict[str, Any], str]:
@@ -184,30 +197,14 @@ def _thumb(
     [element] = block["elements"]
     assert element["type"] == "feedback_buttons"
     pressed = element["positive_button" if up else "negative_button"]
-    payload = {
-        "type": "block_actions",
-        "trigger_id": new_trigger_id(),
-        "user": {"id": user},
-        "team": {"id": "T0KB"},
-        "channel": {"id": post["channel"]},
-        "container": {
-            "type": "message",
-            "message_ts": message_ts,
-            "channel_id": post["channel"],
-            "is_ephemeral": False,
-        },
-        "message": {"ts": message_ts, "thread_ts": post["thread_ts"], "blocks": post["blocks"]},
-        "actions": [
-            {
-                "type": "feedback_buttons",
-                "action_id": element["action_id"],
-                "block_id": block["block_id"],
-                "text": pressed["text"],
-                "value": pressed["value"],
-            }
-        ],
+    action = {
+        "type": "feedback_buttons",
+        "action_id": element["action_id"],
+        "block_id": block["block_id"],
+        "text": pressed["text"],
+        "value": pressed["value"],
     }
-    assert bot.action(payload).status_code == 200
+    _press(bot, post, action, user=user, message_ts=message_ts)
 
 
 def test_answers_carry_native_thumbs_and_a_refresh_button(bot: RunningBot) -> None:
