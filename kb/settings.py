@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from core.errors import SettingsError
-from core.identities import TEAMS_OPENID_METADATA_URL, AtlassianSite, Secret, TeamsApp
+from core.identities import TEAMS_OPENID_METADATA_URL, Secret, TeamsApp
 from store.scope import Scope
 from sync.registry import BUILT_IN, SourceRegistry
 
@@ -42,12 +42,6 @@ class Settings:
     admins: frozenset[str]
     channel_scopes: Mapping[str, Scope]
     default_scope: Scope
-    # Sources
-    confluence: AtlassianSite | None
-    confluence_spaces: tuple[str, ...]
-    jira: AtlassianSite | None
-    jira_projects: tuple[str, ...]
-    jira_jql: str | None
     # Models
     anthropic_api_key: Secret | None
     anthropic_base_url: str | None
@@ -137,18 +131,9 @@ def load_settings(env: Mapping[str, str], sources: SourceRegistry = BUILT_IN) ->
             "is not set; KB_EMBEDDER=openai needs it "
             "(or OPENAI_BASE_URL for a keyless local server)",
         )
-    jira_projects = r.csv("JIRA_PROJECTS", upper=True)
-    jira_jql = r.text("JIRA_JQL")
-    if jira_projects and jira_jql:
-        raise SettingsError("JIRA_JQL", "set JIRA_PROJECTS or JIRA_JQL, not both")
-    confluence = r.site("CONFLUENCE")
-    jira = r.site("JIRA")
-    if confluence is not None and not r.csv("CONFLUENCE_SPACES", upper=True):
-        raise SettingsError(
-            "CONFLUENCE_SPACES", "is empty; name the space keys to sync, e.g. ENG,OPS"
-        )
-    if jira is not None and not jira_projects and not jira_jql:
-        raise SettingsError("JIRA_PROJECTS", "is empty; name project keys (or set JIRA_JQL)")
+    source_values = {spec.name: spec.values(env) for spec in sources}
+    for spec in sources:  # each source checks the keys it declares (sync/registry.py)
+        spec.check(source_values[spec.name])
     return Settings(
         data_dir=Path(r.text("KB_DATA_DIR") or ".kb"),
         database_url=r.secret("DATABASE_URL"),
@@ -170,11 +155,6 @@ def load_settings(env: Mapping[str, str], sources: SourceRegistry = BUILT_IN) ->
         suggested_prompts=tuple(
             p.strip() for p in (r.text("KB_SUGGESTED_PROMPTS") or "").split("|") if p.strip()
         ),
-        confluence=confluence,
-        confluence_spaces=r.csv("CONFLUENCE_SPACES", upper=True),
-        jira=jira,
-        jira_projects=jira_projects,
-        jira_jql=jira_jql,
         anthropic_api_key=r.secret("ANTHROPIC_API_KEY"),
         anthropic_base_url=r.url("ANTHROPIC_BASE_URL"),
         model=r.text("KB_MODEL") or DEFAULT_MODEL,
@@ -189,7 +169,7 @@ def load_settings(env: Mapping[str, str], sources: SourceRegistry = BUILT_IN) ->
         cache_backend=r.choice("KB_CACHE", ("disk", "postgres"), "disk"),
         teams=r.teams(),
         sources=sources,
-        source_values={spec.name: spec.values(env) for spec in sources},
+        source_values=source_values,
     )
 
 
@@ -315,19 +295,3 @@ class _Reader:
             openid_metadata_url=self.url("TEAMS_OPENID_METADATA_URL") or TEAMS_OPENID_METADATA_URL,
             token_url=self.url("TEAMS_TOKEN_URL") or "",
         )
-
-    def site(self, prefix: str) -> AtlassianSite | None:
-        base = self.url(f"{prefix}_BASE_URL")
-        token = self.secret(f"{prefix}_API_TOKEN")
-        email = self.text(f"{prefix}_EMAIL")
-        if base is None:
-            if token is not None or email is not None:
-                raise SettingsError(f"{prefix}_BASE_URL", f"is not set but {prefix}_API_TOKEN is")
-            return None
-        if token is None:
-            raise SettingsError(
-                f"{prefix}_API_TOKEN",
-                f"is not set; {prefix}_BASE_URL needs an API token (Cloud) or a personal access "
-                "token (Data Center)",
-            )
-        return AtlassianSite(base_url=base.rstrip("/"), email=email, token=token)

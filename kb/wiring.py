@@ -129,8 +129,6 @@ class RedactSecrets(logging.Filter):
                 settings.anthropic_api_key,
                 settings.voyage_api_key,
                 settings.openai_api_key,
-                settings.confluence.token if settings.confluence else None,
-                settings.jira.token if settings.jira else None,
                 settings.teams.password if settings.teams else None,
             )
             if s is not None and len(s.reveal()) >= 6

@@ -304,14 +304,26 @@ def load_json_text(text: str) -> Any:
 def site_from(values: Mapping[str, str], prefix: str) -> AtlassianSite | None:
     """``<PREFIX>_BASE_URL``/``_EMAIL``/``_API_TOKEN`` as a site; None without a base URL.
 
-    kb/settings.py has already checked these keys at start; this only assembles them."""
+    The one reading of these keys: kb/settings.py calls it (through the spec's ``check``) at
+    start, so a bad value stops the process before anything connects."""
     base = values.get(f"{prefix}_BASE_URL", "").strip()
     token = values.get(f"{prefix}_API_TOKEN", "").strip()
-    if not base:
-        return None
-    if not token:
-        raise SettingsError(f"{prefix}_API_TOKEN", f"is not set but {prefix}_BASE_URL is")
     email = values.get(f"{prefix}_EMAIL", "").strip() or None
+    if not base:
+        if token or email:
+            raise SettingsError(f"{prefix}_BASE_URL", f"is not set but {prefix}_API_TOKEN is")
+        return None
+    parsed = urlsplit(base)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise SettingsError(
+            f"{prefix}_BASE_URL", "is not an http(s) URL, e.g. https://example.atlassian.net"
+        )
+    if not token:
+        raise SettingsError(
+            f"{prefix}_API_TOKEN",
+            f"is not set; {prefix}_BASE_URL needs an API token (Cloud) or a personal access "
+            "token (Data Center)",
+        )
     return AtlassianSite(base_url=base.rstrip("/"), email=email, token=Secret(token))
 
 

@@ -403,6 +403,14 @@ def connect_confluence(values: Mapping[str, str]) -> ConfluenceConnector | None:
     )
 
 
+def check_confluence(values: Mapping[str, str]) -> None:
+    """A configured site needs its credentials and at least one space key."""
+    if site_from(values, "CONFLUENCE") is not None and not key_list(values, "CONFLUENCE_SPACES"):
+        raise SettingsError(
+            "CONFLUENCE_SPACES", "is empty; name the space keys to sync, e.g. ENG,OPS"
+        )
+
+
 CONFLUENCE = SourceSpec(
     name="confluence",
     scope_noun="SPACE",
@@ -417,4 +425,5 @@ CONFLUENCE = SourceSpec(
     parse_webhook=parse_confluence_webhook,
     label="Confluence",
     keys_setting="CONFLUENCE_SPACES",
+    check=check_confluence,
 )

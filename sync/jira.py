@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Unpack
 
-from core.errors import BadResponse
+from core.errors import BadResponse, SettingsError
 from core.identities import AtlassianSite
 from sync._atlassian import (
     ConnectorOptions,
@@ -264,6 +264,16 @@ def connect_jira(values: Mapping[str, str]) -> JiraConnector | None:
     return JiraConnector(site, projects=key_list(values, "JIRA_PROJECTS"), jql=jql)
 
 
+def check_jira(values: Mapping[str, str]) -> None:
+    """A configured site needs its credentials and either project keys or a JQL, not both."""
+    projects = key_list(values, "JIRA_PROJECTS")
+    jql = values.get("JIRA_JQL", "").strip()
+    if projects and jql:
+        raise SettingsError("JIRA_JQL", "set JIRA_PROJECTS or JIRA_JQL, not both")
+    if site_from(values, "JIRA") is not None and not projects and not jql:
+        raise SettingsError("JIRA_PROJECTS", "is empty; name project keys (or set JIRA_JQL)")
+
+
 def _parse_webhook(path_event: str | None, body: Mapping[str, Any]) -> WebhookChange | None:
     return parse_jira_webhook(body)  # Jira names the event in the body
 
@@ -279,4 +289,5 @@ JIRA = SourceSpec(
     label="Jira",
     keys_setting="JIRA_PROJECTS",
     query_setting="JIRA_JQL",
+    check=check_jira,
 )

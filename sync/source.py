@@ -87,6 +87,13 @@ class SourceConnector(Protocol):
 WebhookParser = Callable[[str | None, Mapping[str, Any]], WebhookChange | None]
 # the values of the declared keys that are set -> a connector, or None when not configured
 ConnectorFactory = Callable[[Mapping[str, str]], SourceConnector | None]
+# the same values -> None, or SettingsError naming the first bad key (run once, at start)
+SettingsCheck = Callable[[Mapping[str, str]], None]
+
+
+def _no_check(values: Mapping[str, str]) -> None:
+    return None
+
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -106,6 +113,7 @@ class SourceSpec:
     label: str = ""  # how people name it ("Confluence"); defaults to the name, capitalised
     keys_setting: str | None = None  # the comma-separated scope keys it syncs (spaces, projects)
     query_setting: str | None = None  # a query that selects instead of keys (JIRA_JQL)
+    check: SettingsCheck = _no_check  # validates its keys' values when settings are loaded
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name) or self.name == "all":

@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 
 from core.errors import SettingsError
+from core.identities import AtlassianSite
 from kb.settings import Secret, load_settings
 from store.scope import Scope
+from sync._atlassian import site_from
 
 CONFLUENCE = {
     "CONFLUENCE_BASE_URL": "https://acme.atlassian.net/wiki",
@@ -25,7 +27,7 @@ def test_defaults_need_no_settings_at_all() -> None:
     assert settings.sync_every_minutes == 15
     assert settings.data_dir == Path(".kb")
     assert settings.default_scope.is_everything
-    assert settings.confluence is None and settings.jira is None
+    assert settings.configured_sources() == ()
 
 
 def test_channel_scopes_map_channels_and_fall_back_to_the_default() -> None:
@@ -40,12 +42,24 @@ def test_channel_scopes_map_channels_and_fall_back_to_the_default() -> None:
     assert settings.scope_for("C9999") == Scope(frozenset({"confluence:PUBLIC"}))
 
 
+def _confluence_site(env: dict[str, str]) -> AtlassianSite | None:
+    return site_from(load_settings(env).source_values["confluence"], "CONFLUENCE")
+
+
 def test_confluence_cloud_uses_email_and_data_center_uses_a_bearer_token() -> None:
-    cloud = load_settings(CONFLUENCE).confluence
+    cloud = _confluence_site(CONFLUENCE)
     assert cloud is not None and cloud.is_cloud
-    assert load_settings(CONFLUENCE).confluence_spaces == ("ENG", "OPS")
-    dc = load_settings({**CONFLUENCE, "CONFLUENCE_EMAIL": ""}).confluence
+    assert cloud.base_url == "https://acme.atlassian.net/wiki"
+    dc = _confluence_site({**CONFLUENCE, "CONFLUENCE_EMAIL": ""})
     assert dc is not None and not dc.is_cloud
+
+
+def test_source_keys_are_read_once_through_the_registry() -> None:
+    settings = load_settings(CONFLUENCE)
+    assert settings.configured_sources() == ("confluence",)
+    spec = settings.sources.get("confluence")
+    assert spec is not None
+    assert spec.selected_keys(settings.source_values["confluence"]) == ("ENG", "OPS")
 
 
 @pytest.mark.parametrize(
@@ -66,6 +80,12 @@ def test_confluence_cloud_uses_email_and_data_center_uses_a_bearer_token() -> No
         ({**CONFLUENCE, "CONFLUENCE_SPACES": ""}, "CONFLUENCE_SPACES", "name the space keys"),
         ({"JIRA_API_TOKEN": "t"}, "JIRA_BASE_URL", "is not set"),
         ({"JIRA_PROJECTS": "OPS", "JIRA_JQL": "project = OPS"}, "JIRA_JQL", "not both"),
+        ({"JIRA_BASE_URL": "acme.atlassian.net", "JIRA_API_TOKEN": "t"}, "JIRA_BASE_URL", "URL"),
+        (
+            {"JIRA_BASE_URL": "https://acme.atlassian.net", "JIRA_API_TOKEN": "t"},
+            "JIRA_PROJECTS",
+            "name project keys",
+        ),
     ],
 )
 def test_a_bad_setting_is_named_with_what_is_wrong(
