@@ -43,17 +43,23 @@ def feedback_vote(value: Any) -> Vote | None:
     return _REACTIONS.get(reaction) if isinstance(reaction, str) else None
 
 
-def remember_answer(db: Database, conversation: str, activity_id: str, answer: Answer) -> None:
+def remember_answer(
+    db: Database, conversation: str, activity_id: str, answer: Answer | None
+) -> None:
     """Record which answer the message ``activity_id`` in ``conversation`` (without
-    ``;messageid=``) shows, so Teams' thumbs on it can be counted. Never raises: the answer
-    is already posted, only its votes are at stake."""
-    if not activity_id or not rated(answer) or answer.unit_id is None:
+    ``;messageid=``) shows, so Teams' thumbs on it can be counted; an answer that cannot be
+    rated (or None: the message became an error) unrecords it. Never raises: the message is
+    already posted, only its votes are at stake."""
+    if not activity_id:
         return
     try:
         with db.connection() as conn:
-            state.remember_answer_message(
-                conn, conversation, activity_id, answer.unit_id, answered_question(answer)
-            )
+            if answer is not None and rated(answer) and answer.unit_id is not None:
+                state.remember_answer_message(
+                    conn, conversation, activity_id, answer.unit_id, answered_question(answer)
+                )
+            else:
+                state.forget_answer_message(conn, conversation, activity_id)
     except Exception:
         log.exception("could not record Teams answer message %s for feedback", activity_id[:40])
 
@@ -77,3 +83,4 @@ class RatedAnswerMessage:
 
     def replace_with_error(self, text: str, question: str) -> None:
         self.message.replace_with_error(text, question)
+        remember_answer(self.db, self.conversation, self.card_id, None)

@@ -61,6 +61,10 @@ SELECT unit_id, question FROM teams_answer_messages
 WHERE conversation_id = %s AND activity_id = %s
 """
 
+FORGET_ANSWER_MESSAGE = """
+DELETE FROM teams_answer_messages WHERE conversation_id = %s AND activity_id = %s
+"""
+
 PRUNE_ANSWER_MESSAGES = """
 DELETE FROM teams_answer_messages WHERE posted_at < now() - make_interval(secs => %s)
 """
@@ -129,6 +133,11 @@ def remember_answer_message(
     """Record that the message ``activity_id`` shows the answer ``unit_id`` to ``question``
     (a Refresh that rewrote it in place records the new unit over the old)."""
     conn.execute(REMEMBER_ANSWER_MESSAGE, (conversation_id, activity_id, unit_id, question))
+
+
+def forget_answer_message(conn: Connection, conversation_id: str, activity_id: str) -> None:
+    """The message no longer shows a rateable answer (a Refresh turned it into an error)."""
+    conn.execute(FORGET_ANSWER_MESSAGE, (conversation_id, activity_id))
 
 
 def answer_message(conn: Connection, conversation_id: str, activity_id: str) -> ActionValue | None:

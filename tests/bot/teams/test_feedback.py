@@ -156,6 +156,26 @@ def test_thumbs_on_a_refreshed_card_rate_the_new_answer(
     assert [v["unit_id"] for v in _votes(db)] == ["unit-2"]  # the regenerated unit
 
 
+def test_thumbs_on_a_card_refreshed_into_a_failure_record_nothing(
+    bot: RunningTeamsBot, flow: FakeFlow, db: Database
+) -> None:
+    reply = _ask_in_channel(bot, "1700000000535")
+    [refresh] = reply.card["actions"]
+    where = {"conversation": reply.conversation, "card_id": reply.activity_id}
+    flow.fail = RuntimeError("the model is down")
+    bot.post(card_action(bot.connector.url, "kb_refresh", refresh["data"], **where))
+    update = bot.connector.wait_messages(2)[1]
+    assert update.method == "PUT" and "channelData" not in update.body
+    _wait(lambda: not _recorded(db))  # the card no longer rates unit-1
+    _thumbs(bot, reply, "like")
+    assert _votes(db) == []
+
+
+def _recorded(db: Database) -> list[dict[str, Any]]:
+    with db.connection() as conn:
+        return conn.execute("SELECT unit_id FROM teams_answer_messages").fetchall()
+
+
 def test_thumbs_on_an_answer_that_cannot_be_rated_record_nothing(
     db: Database, flow: FakeFlow
 ) -> None:
