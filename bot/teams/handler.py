@@ -20,7 +20,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -108,6 +109,10 @@ class TeamsHandler:
         except KeysUnavailable as exc:
             log.warning("Teams request turned away: %s", exc)
             return 503, {"error": "signing keys unavailable"}
+        if _outlives_replay_memory(token.claims):
+            # Replays are recognised for SEEN_TTL; a token that stays valid longer could be
+            # replayed after its activity id was forgotten.
+            return self._refused("token valid for longer than replays are remembered")
         try:
             activity = parse_activity(json.loads(body))
         except (ValueError, RecursionError) as exc:
@@ -258,6 +263,11 @@ class TeamsHandler:
                 turns_seconds=THREAD_WINDOW,
                 answers_seconds=ANSWER_MESSAGES_TTL,
             )
+
+
+def _outlives_replay_memory(claims: Mapping[str, Any]) -> bool:
+    expires = claims.get("exp")
+    return not isinstance(expires, int | float) or expires - time.time() > SEEN_TTL
 
 
 def build_teams_handler(

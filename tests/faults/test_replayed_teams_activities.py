@@ -171,3 +171,13 @@ def test_an_invoke_without_an_id_is_deduplicated_on_its_signed_bytes(
     del dislike["id"]
     bot.post(dislike)  # other bytes: a vote of its own
     assert _counter(db, "teams_votes_helpful") == _counter(db, "teams_votes_not_helpful") == 1
+
+
+def test_a_token_valid_longer_than_replays_are_remembered_is_refused(
+    bot: RunningTeamsBot, flow: FakeFlow
+) -> None:
+    activity = personal_message(bot.connector.url, "what is OPS-7?")
+    long_lived = bot.login.sign(activity["serviceUrl"], exp=int(time.time()) + 3 * 24 * 3600)
+    assert bot.post(activity, token=long_lived).status_code == 401
+    _settle()
+    assert flow.calls == []
