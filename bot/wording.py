@@ -31,6 +31,8 @@ RESTARTING = "I'm restarting and couldn't finish this answer; press Refresh in a
 EMPTY_QUESTION = "Ask me a question after the mention, e.g. “@kb how do I rotate the VPN cert?”"
 STALE_BUTTON = "That button no longer works; ask the question again with a mention."
 REFRESHING = "Refreshing… the answer will update in place in a moment."
+# A click that arrives a second time (a redelivery or a replay) is acted on once.
+ALREADY_RECEIVED = "Got it already; that click was handled once."
 NOT_ADMIN = (
     "Sorry, only the bot's admins (KB_ADMINS) can run /kb-sync. Ask one of them, or wait for "
     "the next scheduled sync."

@@ -1,8 +1,12 @@
 """Adaptive Cards for Teams: answers, errors and "source updated" notices.
 
-Cards are version 1.5 (what Teams renders for bots) with ``Action.Execute`` buttons: a click
-arrives as an ``adaptiveCard/action`` invoke that the bot answers in the same HTTP response,
-so a vote gets a private "thanks" instead of a message everyone in the channel sees.
+Cards are version 1.5 (what Teams renders for bots) with an ``Action.Execute`` Refresh
+button: a click arrives as an ``adaptiveCard/action`` invoke that the bot answers in the same
+HTTP response, so the person who clicked gets a private reply instead of a message everyone in
+the channel sees. Votes use Teams' own thumbs, not card buttons: an answer that can be rated
+is sent with ``channelData.feedbackLoopEnabled`` and a click arrives as a
+``message/submitAction`` invoke (:mod:`bot.teams.feedback`). Cards posted before carry
+Helpful / Not helpful buttons, which the handler still honours.
 
 Teams renders a small Markdown subset in a TextBlock (bold, italic, lists, links) and no HTML
 or code blocks, so answers are reduced to that subset: headings become bold lines, code
@@ -147,10 +151,10 @@ def _execute(verb: str, title: str, value: str) -> Element:
     return {"type": "Action.Execute", "title": title, "verb": verb, "data": {DATA_KEY: value}}
 
 
-def answer_actions(unit_id: str | None, question: str, *, votes: bool = True) -> list[Element]:
+def answer_actions(unit_id: str | None, question: str) -> list[Element]:
+    """The card's buttons: Refresh only (votes are Teams' own thumbs, see the module doc)."""
     value = ActionValue(unit_id, question).encode()
-    buttons = answer_buttons(votes=votes and bool(unit_id))
-    return [_execute(verb, emojify(label), value) for verb, label in buttons]
+    return [_execute(verb, emojify(label), value) for verb, label in answer_buttons(votes=False)]
 
 
 def _card(body: list[Element], actions: list[Element], fallback: str) -> Element:
@@ -168,14 +172,23 @@ def _card(body: list[Element], actions: list[Element], fallback: str) -> Element
     }
 
 
-def message(card: Element, summary: str) -> Activity:
+def message(card: Element, summary: str, *, feedback: bool = False) -> Activity:
     """A message activity carrying one card; ``summary`` is what notifications and clients
-    that cannot draw cards show."""
-    return {
+    that cannot draw cards show. ``feedback``: Teams draws its thumbs under it."""
+    activity: Activity = {
         "type": "message",
         "summary": _clip(summary, 200),
         "attachments": [card],
     }
+    if feedback:
+        # Only this flag: Teams refuses a message that also sets channelData.feedbackLoop.
+        activity["channelData"] = {"feedbackLoopEnabled": True}
+    return activity
+
+
+def rated(answer: Answer) -> bool:
+    """Whether an answer gets Teams' thumbs: it must be a unit a vote can be recorded on."""
+    return bool(answer.unit_id) and answer.mode != "unavailable"
 
 
 def sources_blocks(sources: tuple[SourceRef, ...]) -> list[Element]:
@@ -214,14 +227,18 @@ def answer_activity(answer: Answer, *, now: datetime | None = None) -> Activity:
     if answer.sources:
         body += sources_blocks(answer.sources)
     body += [_text_block(note, size="Small", isSubtle=True) for note in notes]
-    question = answer.standalone_question or answer.question
-    actions = answer_actions(answer.unit_id, question, votes=not unavailable)
+    actions = answer_actions(answer.unit_id, answered_question(answer))
     fallback = plain_text(answer)
-    return message(_card(body, actions, fallback), fallback)
+    return message(_card(body, actions, fallback), fallback, feedback=rated(answer))
+
+
+def answered_question(answer: Answer) -> str:
+    """The question a Refresh regenerates: the standalone one when the flow condensed it."""
+    return answer.standalone_question or answer.question
 
 
 def error_activity(text: str, question: str | None) -> Activity:
-    actions = answer_actions(None, question, votes=False) if question else []
+    actions = answer_actions(None, question) if question else []
     card = _card([_text_block(f"⚠️ {text}", color="Warning")], actions, text)
     return message(card, text)
 
@@ -229,7 +246,7 @@ def error_activity(text: str, question: str | None) -> Activity:
 def notice_activity(notice: SourceNotice) -> Activity:
     text = emojify(notice_text(notice, TeamsMarkup()))
     fallback = text if not notice.url else f"{text}\n{notice.url}"
-    refresh = answer_actions(notice.unit_id, notice.question, votes=False)
+    refresh = answer_actions(notice.unit_id, notice.question)
     card = _card([_text_block(text)], refresh, fallback)
     return message(card, fallback)
 

@@ -7,14 +7,21 @@ Bot Framework REST with httpx and PyJWT, synchronous with threads like the rest 
 done for it unless the token also vouches for its service URL. Messages are acknowledged at
 once and answered on the conversation's pool, as Slack's are, because the connector
 redelivers what is not acknowledged within seconds; card button clicks
-(``adaptiveCard/action`` invokes) are answered in the HTTP response itself.
+(``adaptiveCard/action`` invokes) and Teams' own thumbs (``message/submitAction``, see
+:mod:`bot.teams.feedback`) are answered in the HTTP response itself.
+
+An activity is acted on once (docs/ARCHITECTURE.md, "Security stance"): its id is recorded
+before anything is done for it, so a redelivery, or a replay of the same signed request while
+its token is valid, is dropped; messages, card clicks and feedback alike.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -35,9 +42,10 @@ from bot.teams.auth import (
     Unauthorized,
 )
 from bot.teams.cards import action_value, invoke_message
+from bot.teams.feedback import FEEDBACK_INVOKE, INVOKE_OK, RatedAnswerMessage, feedback_vote
 from bot.teams.platform import TIMEOUT, BotConnector
 from bot.teams.thread import TeamsAnswerMessage, TeamsThread
-from bot.wording import REFRESHING, STALE_BUTTON
+from bot.wording import ALREADY_RECEIVED, REFRESHING, STALE_BUTTON
 from core.identities import TeamsApp
 from store.db import Database
 
@@ -50,7 +58,11 @@ PLATFORM = "teams"
 MESSAGES_PATH = "/api/messages"
 THREAD_WINDOW = 30 * 24 * 3600.0  # a channel thread is one conversation, however long
 CHAT_WINDOW = 3600.0  # chats have no threads: an hour's quiet starts a new topic
+# Longer than any token stays valid (Bot Framework tokens live about an hour, plus 5 minutes'
+# skew), so a replay is still recognised when its token would still pass.
 SEEN_TTL = 24 * 3600.0
+ANSWER_MESSAGES_TTL = 90 * 24 * 3600.0  # Teams' thumbs under older answers count no more
+CARD_ACTION_INVOKE = "adaptiveCard/action"
 
 
 class TeamsHandler:
@@ -97,6 +109,10 @@ class TeamsHandler:
         except KeysUnavailable as exc:
             log.warning("Teams request turned away: %s", exc)
             return 503, {"error": "signing keys unavailable"}
+        if _outlives_replay_memory(token.claims):
+            # Replays are recognised for SEEN_TTL; a token that stays valid longer could be
+            # replayed after its activity id was forgotten.
+            return self._refused("token valid for longer than replays are remembered")
         try:
             activity = parse_activity(json.loads(body))
         except (ValueError, RecursionError) as exc:
@@ -119,10 +135,8 @@ class TeamsHandler:
         if activity.type == "message":
             self._on_message(activity)
             return 200, {}
-        if activity.type == "invoke" and activity.name == "adaptiveCard/action":
-            return 200, self._on_action(activity)
         if activity.type == "invoke":
-            return 501, {}
+            return self._on_invoke(activity, body)
         return 200, {}  # conversationUpdate, reactions, edits, deletions: nothing to do
 
     @staticmethod
@@ -151,11 +165,7 @@ class TeamsHandler:
             window, followup = THREAD_WINDOW, True
         else:
             return  # not for us (RSC delivers every channel message when granted)
-        with self._db.connection() as conn:
-            first = state.first_time_seen(conn, conversation, activity.id)
-        if not first:
-            self._conversation.count("redeliveries_ignored")
-            log.info("ignoring a redelivered Teams activity %s", activity.id[:40])
+        if not self._first_time(activity, activity.id):
             return
         text = question_text(activity, mentions)
         reply = TeamsThread(
@@ -179,6 +189,42 @@ class TeamsHandler:
         question = Question(conversation, thread, text, with_history=answered, followup=followup)
         self._conversation.ask(question, reply)
 
+    def _first_time(self, activity: Incoming, key: str) -> bool:
+        """Record the activity as acted on; False (and counted) when it already was."""
+        with self._db.connection() as conn:
+            first = state.first_time_seen(conn, activity.base_conversation, key)
+        if not first:
+            self._conversation.count("redeliveries_ignored")
+            log.info("ignoring a redelivered or replayed Teams activity %s", key[:40])
+        return first
+
+    # --- invokes: card buttons and Teams' thumbs --------------------------------------------
+
+    def _on_invoke(self, activity: Incoming, body: bytes) -> tuple[int, Any]:
+        if activity.name not in (CARD_ACTION_INVOKE, FEEDBACK_INVOKE):
+            return 501, {}
+        # Invokes carry an id like messages; without one, the signed bytes are what a replay
+        # repeats exactly.
+        key = activity.id or "sha256:" + hashlib.sha256(body).hexdigest()
+        if activity.name == FEEDBACK_INVOKE:
+            if self._first_time(activity, key):
+                self._on_feedback(activity)
+            return 200, INVOKE_OK
+        if not self._first_time(activity, key):
+            return 200, invoke_message(ALREADY_RECEIVED)
+        return 200, self._on_action(activity)
+
+    def _on_feedback(self, activity: Incoming) -> None:
+        """A thumbs click (and its optional comment, which is not kept) on an answer."""
+        vote = feedback_vote(activity.value)
+        if vote is None or not activity.reply_to_id:
+            log.info("ignored a Teams message/submitAction that is not a thumbs vote")
+            return
+        with self._db.connection() as conn:
+            value = state.answer_message(conn, activity.base_conversation, activity.reply_to_id)
+        # Teams shows its own thanks; the conversation's reply text has nowhere to go.
+        self._conversation.vote(value, activity.user, vote)
+
     # --- card buttons -----------------------------------------------------------------------
 
     def _on_action(self, activity: Incoming) -> dict[str, Any]:
@@ -192,11 +238,16 @@ class TeamsHandler:
             vote: Vote = "helpful" if verb == ACTION_HELPFUL else "not_helpful"
             return invoke_message(self._conversation.vote(data, activity.user, vote))
         if verb == ACTION_REFRESH and activity.reply_to_id:
-            card = TeamsAnswerMessage(
-                connector=self._connector,
-                service_url=activity.service_url,
-                conversation=activity.conversation_id,
-                card_id=activity.reply_to_id,
+            card = RatedAnswerMessage(
+                TeamsAnswerMessage(
+                    connector=self._connector,
+                    service_url=activity.service_url,
+                    conversation=activity.conversation_id,
+                    card_id=activity.reply_to_id,
+                ),
+                self._db,
+                activity.base_conversation,
+                activity.reply_to_id,
             )
             started = self._conversation.refresh(
                 data, activity.base_conversation, activity.thread, card
@@ -206,7 +257,17 @@ class TeamsHandler:
 
     def _prune(self) -> None:
         with self._db.connection() as conn:
-            state.prune(conn, seen_seconds=SEEN_TTL, turns_seconds=THREAD_WINDOW)
+            state.prune(
+                conn,
+                seen_seconds=SEEN_TTL,
+                turns_seconds=THREAD_WINDOW,
+                answers_seconds=ANSWER_MESSAGES_TTL,
+            )
+
+
+def _outlives_replay_memory(claims: Mapping[str, Any]) -> bool:
+    expires = claims.get("exp")
+    return not isinstance(expires, int | float) or expires - time.time() > SEEN_TTL
 
 
 def build_teams_handler(

@@ -1,6 +1,7 @@
-"""Named queries for Teams' own state (migration 0007): conversation references, the turns
-of answered threads, and redelivered activities. Shared tables (bot_threads, feedback,
-counters) stay in :mod:`bot.bot_state`."""
+"""Named queries for Teams' own state (migrations 0006 and teams_answer_messages):
+conversation references, the turns of answered threads, activities already acted on (a
+redelivery or a replay), and the answer each answer message carries (for Teams' native
+feedback). Shared tables (bot_threads, feedback, counters) stay in :mod:`bot.bot_state`."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from bot.answers import Turn
+from bot.platform import ActionValue
 from store.db import Connection
 
 UPSERT_CONVERSATION = """
@@ -45,6 +47,26 @@ ORDER BY turn_id DESC LIMIT %s
 MARK_SEEN = """
 INSERT INTO teams_activities_seen (conversation_id, activity_id) VALUES (%s, %s)
 ON CONFLICT DO NOTHING
+"""
+
+REMEMBER_ANSWER_MESSAGE = """
+INSERT INTO teams_answer_messages (conversation_id, activity_id, unit_id, question)
+VALUES (%s, %s, %s, %s)
+ON CONFLICT (conversation_id, activity_id) DO UPDATE SET
+    unit_id = EXCLUDED.unit_id, question = EXCLUDED.question, posted_at = now()
+"""
+
+GET_ANSWER_MESSAGE = """
+SELECT unit_id, question FROM teams_answer_messages
+WHERE conversation_id = %s AND activity_id = %s
+"""
+
+FORGET_ANSWER_MESSAGE = """
+DELETE FROM teams_answer_messages WHERE conversation_id = %s AND activity_id = %s
+"""
+
+PRUNE_ANSWER_MESSAGES = """
+DELETE FROM teams_answer_messages WHERE posted_at < now() - make_interval(secs => %s)
 """
 
 PRUNE_SEEN = "DELETE FROM teams_activities_seen WHERE seen_at < now() - make_interval(secs => %s)"
@@ -105,6 +127,31 @@ def first_time_seen(conn: Connection, conversation_id: str, activity_id: str) ->
     return conn.execute(MARK_SEEN, (conversation_id, activity_id)).rowcount > 0
 
 
-def prune(conn: Connection, *, seen_seconds: float, turns_seconds: float) -> None:
+def remember_answer_message(
+    conn: Connection, conversation_id: str, activity_id: str, unit_id: str, question: str
+) -> None:
+    """Record that the message ``activity_id`` shows the answer ``unit_id`` to ``question``
+    (a Refresh that rewrote it in place records the new unit over the old)."""
+    conn.execute(REMEMBER_ANSWER_MESSAGE, (conversation_id, activity_id, unit_id, question))
+
+
+def forget_answer_message(conn: Connection, conversation_id: str, activity_id: str) -> None:
+    """The message no longer shows a rateable answer (a Refresh turned it into an error)."""
+    conn.execute(FORGET_ANSWER_MESSAGE, (conversation_id, activity_id))
+
+
+def answer_message(conn: Connection, conversation_id: str, activity_id: str) -> ActionValue | None:
+    """What a thumbs click on the message ``activity_id`` rates; None for a message the bot
+    never recorded (not an answer, or pruned)."""
+    row = conn.execute(GET_ANSWER_MESSAGE, (conversation_id, activity_id)).fetchone()
+    if row is None:
+        return None
+    return ActionValue(unit_id=row["unit_id"], question=row["question"])
+
+
+def prune(
+    conn: Connection, *, seen_seconds: float, turns_seconds: float, answers_seconds: float
+) -> None:
     conn.execute(PRUNE_SEEN, (seen_seconds,))
     conn.execute(PRUNE_TURNS, (turns_seconds,))
+    conn.execute(PRUNE_ANSWER_MESSAGES, (answers_seconds,))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from bot.answers import Answer, Turn
 from bot.teams import state
 from bot.teams.cards import Activity, answer_activity, error_activity, text_activity
+from bot.teams.feedback import remember_answer
 from bot.teams.platform import BotConnector, ConnectorError
 from store.db import Database
 
@@ -63,7 +64,8 @@ class TeamsThread:
         with self.db.connection() as conn:
             state.add_turn(conn, self.conversation, self.thread, "user", self.question)
             state.add_turn(conn, self.conversation, self.thread, "bot", answer.text)
-        self._post(answer_activity(answer))
+        posted = self._post(answer_activity(answer))
+        remember_answer(self.db, self.conversation, posted, answer)  # for Teams' thumbs on it
 
     def post_error(self, text: str, question: str | None) -> None:
         try:
@@ -71,8 +73,9 @@ class TeamsThread:
         except Exception as exc:
             log.warning("could not tell Teams about the failure either: %s", exc)
 
-    def _post(self, activity: Activity) -> None:
-        self.connector.patiently(
+    def _post(self, activity: Activity) -> str:
+        """Send into the thread; the new message's id."""
+        return self.connector.patiently(
             lambda: self.connector.send(
                 self.service_url, self.target, activity, reply_to=self.reply_to
             )

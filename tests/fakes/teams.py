@@ -51,7 +51,12 @@ TEAM = "19:team0123@thread.tacv2"
 PERSONAL = "a:1personal-chat-with-alice"
 USER = "29:1alice"
 USER_AAD = "00000000-0000-0000-0000-0000000a11ce"
-TEAMS_TABLES = ("teams_conversations", "teams_turns", "teams_activities_seen")
+TEAMS_TABLES = (
+    "teams_conversations",
+    "teams_turns",
+    "teams_activities_seen",
+    "teams_answer_messages",
+)
 
 
 @cache
@@ -339,12 +344,39 @@ def card_action(
         service_url,
         {"id": conversation, "conversationType": kind, "tenantId": TENANT},
         "",
+        id=f"f:{uuid.uuid4().hex}",  # unique: invokes are deduplicated by id
         type="invoke",
         name="adaptiveCard/action",
         replyToId=card_id,
         value={"action": {"type": "Action.Execute", "verb": verb, "data": data}},
     )
     return activity
+
+
+def feedback_invoke(
+    service_url: str,
+    reaction: str,
+    *,
+    conversation: str,
+    message_id: str,
+    feedback: str = '{"feedbackText":""}',
+) -> dict[str, Any]:
+    """A ``message/submitAction`` invoke: someone pressed Teams' own thumbs under the bot's
+    message ``message_id`` (and maybe typed a comment in the form that follows)."""
+    kind = "channel" if conversation.startswith("19:") else "personal"
+    return _base(
+        service_url,
+        {"id": conversation, "conversationType": kind, "tenantId": TENANT},
+        "",
+        id=f"f:{uuid.uuid4().hex}",
+        type="invoke",
+        name="message/submitAction",
+        replyToId=message_id,
+        value={
+            "actionName": "feedback",
+            "actionValue": {"reaction": reaction, "feedback": feedback},
+        },
+    )
 
 
 # --- a running bot ------------------------------------------------------------------------------

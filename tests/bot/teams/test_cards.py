@@ -67,6 +67,34 @@ def test_answer_card_labels_cache_and_modes() -> None:
     assert "without an AI summary" in json.dumps(extractive, ensure_ascii=False)
 
 
+def test_only_answers_with_a_unit_to_rate_ask_for_teams_thumbs() -> None:
+    assert answer_activity(_answer(), now=NOW)["channelData"] == {"feedbackLoopEnabled": True}
+    for unratable in (
+        _answer(unit_id=None),  # not cached: no unit a vote could land on
+        _answer("", mode="unavailable", unit_id="u1"),
+    ):
+        activity = answer_activity(unratable, now=NOW)
+        assert "channelData" not in activity
+        assert [a["verb"] for a in activity["attachments"][0]["content"]["actions"]] == [
+            "kb_refresh"
+        ]
+
+
+def test_a_rated_answer_still_plants_no_link_from_content() -> None:
+    planted = _answer(
+        "Reset it at [Reset your VPN password](https://evil.example/reset) or "
+        "<https://evil.example/auto> [1]."
+    )
+    activity = answer_activity(planted, now=NOW)
+    assert activity["channelData"] == {"feedbackLoopEnabled": True}
+    card = activity["attachments"][0]["content"]
+    answer_text = card["body"][0]["text"]
+    assert "](https://evil.example" not in json.dumps(activity)
+    assert "Reset your VPN password" in answer_text
+    # The citations the bot builds stay live.
+    assert "[VPN setup](https://wiki.example/pages/101)" in json.dumps(card)
+
+
 def test_a_huge_answer_still_fits_one_teams_message() -> None:
     huge = "\n\n".join(f"Paragraph {n} " + "word " * 200 for n in range(60))
     activity = answer_activity(_answer(huge), now=NOW)

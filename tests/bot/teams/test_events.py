@@ -70,8 +70,10 @@ def test_channel_mention_is_answered_in_its_thread_with_a_card(
     text = reply.card_text
     assert "[1] [VPN setup](https://wiki.example/pages/101)" in text
     assert "[2] [OPS-7 Cert rotation <urgent>](https://jira.example/browse/OPS-7)" in text
+    # Votes are Teams' own thumbs (the feedback loop), so Refresh is the card's only button.
+    assert reply.body["channelData"] == {"feedbackLoopEnabled": True}
     verbs = [a["verb"] for a in card["actions"]]
-    assert verbs == ["kb_helpful", "kb_not_helpful", "kb_refresh"]
+    assert verbs == ["kb_refresh"]
     assert all(a["type"] == "Action.Execute" for a in card["actions"])
     value = ActionValue.decode(card["actions"][0]["data"]["kb"])
     assert value == ActionValue("unit-1", "how do I **rotate** the VPN cert?")
@@ -218,12 +220,15 @@ def test_one_token_serves_many_calls(bot: RunningTeamsBot) -> None:
     assert form["scope"] == "https://api.botframework.com/.default"
 
 
-def test_vote_buttons_record_one_changeable_vote(
+def test_old_cards_vote_buttons_still_record_one_changeable_vote(
     bot: RunningTeamsBot, flow: FakeFlow, db: Database
 ) -> None:
     bot.post(channel_message(bot.connector.url, "vpn?", id="1700000000300"))
     [reply] = bot.connector.wait_messages()
-    helpful, not_helpful, _ = reply.card["actions"]
+    # Cards posted before the feedback loop carry Helpful / Not helpful buttons whose data is
+    # the same value the Refresh button carries.
+    [refresh] = reply.card["actions"]
+    helpful = not_helpful = refresh
     where = {"conversation": reply.conversation, "card_id": reply.activity_id}
     url = bot.connector.url
     first = bot.post(card_action(url, "kb_helpful", helpful["data"], **where))
