@@ -1,0 +1,37 @@
+"""Suggested questions for a private pane (Slack's assistant pane; docs/ARCHITECTURE.md,
+"Slack AI surface").
+
+First the questions people asked most in the same scope and got answered from the cache
+(:func:`store.answer_stats.popular_cached_questions`, scope compared in SQL), then the
+configured ones (``KB_SUGGESTED_PROMPTS``), then :data:`bot.wording.DEFAULT_PROMPTS`; at most
+:data:`MAX_PROMPTS`, no question twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bot import wording
+from store import answer_stats
+from store.cache import normalise
+from store.db import Connection
+from store.scope import Scope
+
+MAX_PROMPTS = 4  # Slack's assistant pane shows at most four
+
+
+def for_scope(conn: Connection, scope: Scope, configured: Sequence[str]) -> tuple[str, ...]:
+    asked = answer_stats.popular_cached_questions(conn, scope.key(), limit=MAX_PROMPTS)
+    return first_distinct(MAX_PROMPTS, asked, configured, wording.DEFAULT_PROMPTS)
+
+
+def first_distinct(limit: int, *groups: Sequence[str]) -> tuple[str, ...]:
+    """Up to ``limit`` texts, in order, skipping blanks and repeats (as the cache compares)."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for text in (t.strip() for group in groups for t in group):
+        key = normalise(text)
+        if key and key not in seen and len(out) < limit:
+            seen.add(key)
+            out.append(text)
+    return tuple(out)
