@@ -3,8 +3,9 @@
 
 First the questions people asked most in the same scope and got answered from the cache
 (:func:`store.answer_stats.popular_cached_questions`, scope compared in SQL), then the
-configured ones (``KB_SUGGESTED_PROMPTS``), then :data:`bot.wording.DEFAULT_PROMPTS`; at most
-:data:`MAX_PROMPTS`, no question twice.
+configured ones (``KB_SUGGESTED_PROMPTS``) or, when none are configured,
+:data:`bot.wording.DEFAULT_PROMPTS`; at most :data:`MAX_PROMPTS`, no question twice. A
+configured list is the operator's choice: it is never padded with the generic defaults.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ MAX_PROMPTS = 4  # Slack's assistant pane shows at most four
 
 def for_scope(conn: Connection, scope: Scope, configured: Sequence[str]) -> tuple[str, ...]:
     asked = answer_stats.popular_cached_questions(conn, scope.key(), limit=MAX_PROMPTS)
-    return first_distinct(MAX_PROMPTS, asked, configured, wording.DEFAULT_PROMPTS)
+    return first_distinct(MAX_PROMPTS, asked, configured or wording.DEFAULT_PROMPTS)
 
 
 def first_distinct(limit: int, *groups: Sequence[str]) -> tuple[str, ...]:

@@ -30,7 +30,7 @@ from bot.platform import ACTION_HELPFUL, ACTION_NOT_HELPFUL, ACTION_REFRESH, Act
 from bot.slack.assistant import PaneContextStore, build_assistant
 from bot.slack.blocks import ACTION_FEEDBACK, read_feedback, slack_to_plain
 from bot.slack.guard import SlackRequestGuard
-from bot.slack.home import ACTION_HOME_SYNC, read_sync_button, render_home
+from bot.slack.home import ACTION_HOME_SYNC, WorkspaceUrl, read_sync_button, render_home
 from bot.slack.replay import delivery_key
 from bot.slack.thread import (
     HUMAN_SUBTYPES,
@@ -152,6 +152,7 @@ class SlackHandlers:
         self._conversation = conversation
         self._db = db
         self._maybe_prune = Throttle(3600, self._prune)
+        self._workspace = WorkspaceUrl()
 
     # --- middleware -------------------------------------------------------------------------
 
@@ -300,7 +301,8 @@ class SlackHandlers:
         if event.get("tab") != "home" or not user or context.client is None:
             return
         home = self._conversation.home(user)
-        team_url = context.authorize_result.url if context.authorize_result else None
+        authorized = context.authorize_result
+        team_url = (authorized.url if authorized else None) or self._workspace.get(context.client)
         view = render_home(home, str(event.get("channel") or ""), team_url=team_url)
         context.client.views_publish(user_id=user, view=view)
 

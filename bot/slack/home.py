@@ -14,16 +14,22 @@ in :meth:`bot.conversation.Conversation.request_sync`.
 from __future__ import annotations
 
 import json
+import logging
 import re
+import threading
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
+
+from slack_sdk import WebClient
 
 from bot import wording
 from bot.markdown import defang_urls
 from bot.slack.blocks import SECTION_LIMIT, escape, link
 from store.answer_stats import RatedAnswer
 from store.app_home import AdminFigures, Home
+
+log = logging.getLogger(__name__)
 
 Block = dict[str, Any]
 VIEW_BLOCK_LIMIT = 100
@@ -105,6 +111,24 @@ def _unhelpful_line(answer: RatedAnswer, team_url: str | None) -> str:
         elif _CHANNEL.match(answer.channel):
             where = f"<#{answer.channel}>"
     return wording.home_unhelpful_line(question, answer.helpful, answer.not_helpful, where)
+
+
+class WorkspaceUrl:
+    """The workspace's URL (``https://<team>.slack.com/``) from ``auth.test``, asked once: Bolt's
+    single-workspace authorisation keeps the team id but not the URL."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._url: str | None = None
+
+    def get(self, client: WebClient) -> str | None:
+        with self._lock:
+            if self._url is None:
+                try:
+                    self._url = str(client.auth_test().get("url") or "") or None
+                except Exception as exc:  # the home still renders, with channel names
+                    log.info("auth.test for the workspace URL failed: %s", exc)
+            return self._url
 
 
 def permalink(team_url: str | None, channel: str, ts: str) -> str | None:
