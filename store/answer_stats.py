@@ -61,17 +61,20 @@ WITH rated AS (
     WHERE platform = %(platform)s AND updated_at > now() - interval '7 days'
     GROUP BY unit_id
     HAVING count(*) FILTER (WHERE vote = 'not_helpful') > 0
+),
+worst AS (  -- cut before looking up where each was posted
+    SELECT *, count(*) OVER () AS total FROM rated
+    ORDER BY not_helpful - helpful DESC, not_helpful DESC, last_vote DESC, unit_id
+    LIMIT %(limit)s
 )
-SELECT r.unit_id, r.helpful, r.not_helpful, p.question, p.channel, p.thread,
-       count(*) OVER () AS total
-FROM rated r
+SELECT w.unit_id, w.helpful, w.not_helpful, w.total, p.question, p.channel, p.thread
+FROM worst w
 LEFT JOIN LATERAL (
     SELECT s.question, s.channel, s.thread FROM answers_served s
-    WHERE s.unit_id = r.unit_id AND s.platform = %(platform)s
+    WHERE s.unit_id = w.unit_id AND s.platform = %(platform)s
     ORDER BY s.channel LIKE 'D%%', s.served_at DESC LIMIT 1
 ) p ON true
-ORDER BY r.not_helpful - r.helpful DESC, r.not_helpful DESC, r.last_vote DESC, r.unit_id
-LIMIT %(limit)s
+ORDER BY w.not_helpful - w.helpful DESC, w.not_helpful DESC, w.last_vote DESC, w.unit_id
 """
 
 
