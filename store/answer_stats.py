@@ -32,15 +32,23 @@ VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
 """
 
 # Questions asked in one scope at least once answered from the cache (so asked at least twice:
-# the first ask generates), most asked first; each shown as it was last worded.
+# the first ask generates), most asked first; each shown as it was last worded (looked up for
+# the few shown only).
 POPULAR_CACHED_QUESTIONS = """
-SELECT (array_agg(question ORDER BY served_at DESC))[1] AS question
-FROM answers_served
-WHERE scope_key = %(scope)s AND served_at > now() - make_interval(days => %(days)s)
-GROUP BY question_norm
-HAVING bool_or(from_cache)
-ORDER BY count(*) DESC, max(served_at) DESC, question_norm
-LIMIT %(limit)s
+WITH asked AS (
+    SELECT question_norm, count(*) AS times, max(served_at) AS last
+    FROM answers_served
+    WHERE scope_key = %(scope)s AND served_at > now() - make_interval(days => %(days)s)
+    GROUP BY question_norm
+    HAVING bool_or(from_cache)
+    ORDER BY times DESC, last DESC, question_norm
+    LIMIT %(limit)s
+)
+SELECT (SELECT s.question FROM answers_served s
+        WHERE s.scope_key = %(scope)s AND s.question_norm = a.question_norm
+        ORDER BY s.served_at DESC LIMIT 1) AS question
+FROM asked a
+ORDER BY a.times DESC, a.last DESC, a.question_norm
 """
 
 SERVED_7D = """

@@ -16,8 +16,11 @@ CREATE TABLE answers_served (
     served_at     timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX answers_served_by_time ON answers_served (served_at);
--- The pane's prompts: one scope's recent questions.
-CREATE INDEX answers_served_by_scope ON answers_served (scope_key, served_at);
+-- The pane's prompts: one scope's recent questions, counted from the index alone, and the
+-- latest wording of the few shown.
+CREATE INDEX answers_served_by_scope ON answers_served (scope_key, served_at)
+    INCLUDE (question_norm, from_cache);
+CREATE INDEX answers_served_by_question ON answers_served (scope_key, question_norm, served_at);
 -- The App Home's least helpful answers: where a voted unit was posted.
 CREATE INDEX answers_served_by_unit ON answers_served (unit_id, served_at)
     WHERE unit_id IS NOT NULL;
