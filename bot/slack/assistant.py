@@ -88,6 +88,7 @@ def build_assistant(conversation: Inbound, store: PaneContextStore) -> Assistant
     assistant = Assistant(thread_context_store=store)
     pane = PaneHandlers(conversation, store)
     assistant.thread_started(pane.on_thread_started)
+    assistant.thread_context_changed(pane.on_context_changed)
     assistant.user_message(pane.on_user_message)
     return assistant
 
@@ -103,11 +104,33 @@ class PaneHandlers:
         context: BoltContext,
         set_suggested_prompts: SetSuggestedPrompts,
     ) -> None:
+        self._follow(payload, context, set_suggested_prompts, opened=True)
+
+    def on_context_changed(
+        self,
+        payload: dict[str, Any],
+        context: BoltContext,
+        set_suggested_prompts: SetSuggestedPrompts,
+    ) -> None:
+        """The user looked at another channel: remember it and, while nothing was asked in
+        this pane thread yet, suggest that channel's questions instead."""
+        self._follow(payload, context, set_suggested_prompts, opened=False)
+
+    def _follow(
+        self,
+        payload: dict[str, Any],
+        context: BoltContext,
+        set_suggested_prompts: SetSuggestedPrompts,
+        *,
+        opened: bool,
+    ) -> None:
         pane = payload.get("assistant_thread") or {}
         channel, thread = str(pane.get("channel_id") or ""), str(pane.get("thread_ts") or "")
         if not channel or not thread:
             return
         self._store.save(channel_id=channel, thread_ts=thread, context=pane.get("context") or {})
+        if not opened and self._conversation.is_bot_thread(channel, thread):
+            return
         viewed = self._visible_channel(context, channel, thread)
         questions = self._conversation.suggested_prompts(channel, viewed)
         if questions:

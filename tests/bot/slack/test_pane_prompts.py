@@ -23,7 +23,10 @@ if not AI_APPS.is_dir():
     pytest.skip(f"shared Slack fixtures not found at {AI_APPS}", allow_module_level=True)
 
 STARTED = json.loads((AI_APPS / "assistant_thread_started.json").read_text())
+MOVED = json.loads((AI_APPS / "assistant_thread_context_changed.json").read_text())
+ASKED = json.loads((AI_APPS / "assistant_thread_message_im.json").read_text())
 VIEWED = STARTED["event"]["assistant_thread"]["context"]["channel_id"]  # the channel in view
+MOVED_TO = MOVED["event"]["assistant_thread"]["context"]["channel_id"]
 BOT = STARTED["authed_users"][0]
 
 
@@ -32,20 +35,27 @@ def db(module_db: Database) -> Database:
     return reset_bot_tables(module_db)
 
 
-def _open_pane(bot: RunningBot) -> list[dict[str, str]]:
-    """Slack's fixture, as a fresh delivery of a new pane thread; the prompts it set."""
-    envelope: dict[str, Any] = json.loads(json.dumps(STARTED))
+def _deliver(bot: RunningBot, fixture: dict[str, Any], thread: str | None = None) -> None:
+    """Slack's fixture as a fresh delivery (in pane thread ``thread``, if given)."""
+    envelope: dict[str, Any] = json.loads(json.dumps(fixture))
     envelope["event_id"] = f"Ev{uuid.uuid4().hex[:12].upper()}"
     envelope["event_time"] = int(time.time())
-    envelope["event"]["assistant_thread"]["thread_ts"] = f"{time.time():.6f}"
-    before = len(bot.slack.calls_to("assistant.threads.setSuggestedPrompts"))
+    event = envelope["event"]
+    if thread is not None:
+        (event.get("assistant_thread") or event)["thread_ts"] = thread
     assert bot.post(json.dumps(envelope).encode(), "application/json").status_code == 200
+
+
+def _open_pane(
+    bot: RunningBot, fixture: dict[str, Any] = STARTED, thread: str | None = None
+) -> list[dict[str, str]]:
+    """A pane event for a new (or the given) pane thread; the prompts it set."""
+    before = len(bot.slack.calls_to("assistant.threads.setSuggestedPrompts"))
+    thread = thread or f"{time.time():.6f}"
+    _deliver(bot, fixture, thread)
     call = bot.slack.wait_calls("assistant.threads.setSuggestedPrompts", before + 1)[-1]
-    pane = envelope["event"]["assistant_thread"]
-    assert (call.args["channel_id"], call.args["thread_ts"]) == (
-        pane["channel_id"],
-        pane["thread_ts"],
-    )
+    pane = fixture["event"]["assistant_thread"]["channel_id"]
+    assert (call.args["channel_id"], call.args["thread_ts"]) == (pane, thread)
     prompts: list[dict[str, str]] = call.args["prompts"]
     return prompts
 
@@ -109,3 +119,25 @@ def test_configured_prompts_or_else_the_defaults_when_nothing_was_asked(db: Data
     assert len(prompts[1]["title"]) == PROMPT_TITLE_LIMIT and prompts[1]["title"].endswith("…")
     with running_bot(db, FakeFlow(), bot_user=BOT) as bot:
         assert _messages(_open_pane(bot)) == list(DEFAULT_PROMPTS)
+
+
+def test_prompts_follow_the_user_to_another_channel_until_the_first_question(
+    db: Database,
+) -> None:
+    flow = FakeFlow(cache=True)
+    env = {"KB_CHANNEL_SCOPES": f"{VIEWED}=confluence:ENG;{MOVED_TO}=jira:OPS"}
+    with running_bot(db, flow, bot_user=BOT, **env) as bot:
+        bot.slack.member_of.update({VIEWED, MOVED_TO})
+        _ask(bot, flow, VIEWED, "How do I deploy?", 2)
+        _ask(bot, flow, MOVED_TO, "Who restarts the ingest job?", 2)
+        thread = ASKED["event"]["thread_ts"]
+        assert _messages(_open_pane(bot, STARTED, thread))[0] == "How do I deploy?"
+        moved = _open_pane(bot, MOVED, thread)
+        assert _messages(moved)[0] == "Who restarts the ingest job?"
+        assert "How do I deploy?" not in _messages(moved)
+        # Once something was asked in the pane, moving on leaves the thread's prompts alone.
+        _deliver(bot, ASKED)
+        assert bot.slack.wait_for(lambda: len(flow.posts) == 5)
+        _deliver(bot, MOVED, thread)
+        time.sleep(0.3)
+    assert len(bot.slack.calls_to("assistant.threads.setSuggestedPrompts")) == 2
