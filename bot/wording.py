@@ -84,12 +84,13 @@ def answer_buttons(*, votes: bool) -> list[tuple[str, str]]:
 # heading over the suggested prompts.
 SEARCHING_STATUS = "is searching Confluence and Jira…"
 PANE_PROMPTS_TITLE = "Questions people ask here"
-# Suggested when nothing was asked often enough in the scope and none are configured.
+# Suggested when nothing was asked often enough in the scope and none are configured:
+# questions most wikis answer, to show how to ask.
 DEFAULT_PROMPTS = (
-    "What can you answer questions about?",
+    "Where is the onboarding guide?",
     "How do I get access to a Confluence space?",
-    "What changed in the docs this week?",
-    "Which Jira issues are open about releases?",
+    "What is our release process?",
+    "How do I report an incident?",
 )
 PROMPT_TITLE_LIMIT = 75  # a prompt's button; the whole question is sent when pressed
 
