@@ -313,8 +313,7 @@ class Conversation:
         no channel in view, or one the adapter found the bot is not in), drawn from the very
         scope the pane would answer with (:mod:`bot.suggestions`)."""
         scope = self._policy.scope(scope_channel or channel, direct=scope_channel is None)
-        with self._db.connection() as conn:
-            return suggestions.for_scope(conn, scope, self._policy.prompts)
+        return suggestions.for_scope(self._db, scope, self._policy.prompts)
 
     # --- bookkeeping --------------------------------------------------------------------------
 

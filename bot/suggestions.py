@@ -10,19 +10,30 @@ configured list is the operator's choice: it is never padded with the generic de
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 from bot import wording
 from store import answer_stats
 from store.cache import normalise
-from store.db import Connection
+from store.db import Database
 from store.scope import Scope
+
+log = logging.getLogger(__name__)
 
 MAX_PROMPTS = 4  # Slack's assistant pane shows at most four
 
 
-def for_scope(conn: Connection, scope: Scope, configured: Sequence[str]) -> tuple[str, ...]:
-    asked = answer_stats.popular_cached_questions(conn, scope.key(), limit=MAX_PROMPTS)
+def for_scope(db: Database, scope: Scope, configured: Sequence[str]) -> tuple[str, ...]:
+    """The prompts for a pane answering with ``scope``; with the store unreachable, the
+    configured ones (or the defaults): a pane opening is no place to report an outage."""
+    asked: tuple[str, ...] = ()
+    try:
+        with db.connection() as conn:
+            asked = answer_stats.popular_cached_questions(conn, scope.key(), limit=MAX_PROMPTS)
+    except Exception as exc:
+        # The class only: a connection error's text may carry the database URL.
+        log.warning("suggested prompts without the questions asked: %s", type(exc).__name__)
     return first_distinct(MAX_PROMPTS, asked, configured or wording.DEFAULT_PROMPTS)
 
 

@@ -92,8 +92,12 @@ def _admin(admin: AdminFigures, dm_channel: str, team_url: str | None) -> list[B
         worst.append(wording.home_more(hidden))
     blocks += _pack(worst) or [_section(wording.HOME_NO_UNHELPFUL)]
     buttons = [_sync_button(name, label, dm_channel) for name, label in admin.sync_sources]
-    for start in range(0, min(len(buttons), SYNC_BUTTONS_SHOWN), ACTIONS_ELEMENT_LIMIT):
-        blocks.append({"type": "actions", "elements": buttons[start : start + 25]})
+    shown = buttons[:SYNC_BUTTONS_SHOWN]
+    for start in range(0, len(shown), ACTIONS_ELEMENT_LIMIT):
+        blocks.append({"type": "actions", "elements": shown[start : start + ACTIONS_ELEMENT_LIMIT]})
+    if len(buttons) > len(shown):
+        more = wording.home_more(len(buttons) - len(shown))
+        blocks.append({"type": "context", "elements": [_mrkdwn(more)]})
     return blocks
 
 
