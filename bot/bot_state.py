@@ -11,7 +11,9 @@ import logging
 from typing import Any, Literal
 
 from bot.answers import Answer, AnswerFlow
+from store import answer_stats
 from store.db import Connection, Database
+from store.scope import Scope
 
 log = logging.getLogger(__name__)
 
@@ -108,12 +110,25 @@ def after_post(
     thread: str,
     answer: Answer,
     counter: str,
+    scope: Scope | None = None,
 ) -> None:
-    """Count a posted answer and tell the flow where it went (for source-updated notices)."""
+    """Count a posted answer and tell the flow where it went (for source-updated notices);
+    with its ``scope``, also record it as served (the App Home's figures, the pane's prompts)."""
     with db.connection() as conn:
         bump(conn, counter)
         if answer.mode == "unavailable":
             bump(conn, f"{platform}_answers_unavailable")
+        elif scope is not None and answer.standalone_question.strip():
+            served = answer_stats.Served(
+                platform,
+                channel,
+                thread,
+                scope.key(),
+                answer.unit_id,
+                answer.standalone_question.strip(),
+                answer.cached,
+            )
+            answer_stats.record_served(conn, served)
     if answer.unit_id:
         try:
             flow.record_post(answer.unit_id, platform=platform, channel=channel, thread=thread)

@@ -24,7 +24,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
-from bot import bot_state, wording
+from bot import bot_state, suggestions, wording
 from bot.answers import Answer, AnswerFlow, Turn
 from bot.bot_state import Vote
 from bot.draining import SHUTDOWN_GRACE, DrainingPool
@@ -45,13 +45,15 @@ class ChatPolicy:
 
     ``scope_for`` maps a channel (or chat) id to what may be cited there; ``admins`` are the
     platform's user ids allowed to run ``/kb-sync``; ``sync`` names the sources it may ask for;
-    ``dm_scope`` is what a direct message may draw on (None: ``scope_for`` decides).
+    ``dm_scope`` is what a direct message may draw on (None: ``scope_for`` decides);
+    ``prompts`` are the configured suggested questions (Slack's assistant pane).
     """
 
     scope_for: Callable[[str], Scope]
     admins: frozenset[str]
     sync: SyncTargets
     dm_scope: Scope | None = None
+    prompts: tuple[str, ...] = ()
 
     def scope(self, channel: str, *, direct: bool = False) -> Scope:
         if direct and self.dm_scope is not None:
@@ -137,6 +139,8 @@ class Inbound(Protocol):
 
     def home(self, user: str) -> Home: ...
 
+    def suggested_prompts(self, channel: str, scope_channel: str | None) -> tuple[str, ...]: ...
+
     def admin_command(self, requester: Requester, text: str) -> str | None: ...
 
     def count(self, what: str) -> None: ...
@@ -197,18 +201,15 @@ class Conversation:
                     thread.say(wording.EMPTY_QUESTION)
                     return
                 history = thread.history() if question.with_history else ()
-                answer = self._flow.answer(
-                    question.text,
-                    scope=self._policy.scope(
-                        question.scope_channel or question.channel, direct=question.direct
-                    ),
-                    history=history,
+                scope = self._policy.scope(
+                    question.scope_channel or question.channel, direct=question.direct
                 )
+                answer = self._flow.answer(question.text, scope=scope, history=history)
                 # Known before the reply lands, so a quick reply to the answer is a follow-up.
                 self._record_thread(question.channel, question.thread)
                 thread.post_answer(answer)
                 kind = "followups_answered" if question.followup else "answers_posted"
-                self._after_post(question.channel, question.thread, answer, kind)
+                self._after_post(question.channel, question.thread, answer, kind, scope)
             except Exception:
                 log.exception(
                     "answering on %s (thread %s) failed", self.platform, question.thread[:40]
@@ -242,7 +243,7 @@ class Conversation:
             answer = self._flow.answer(question, scope=scope, fresh=True)
             message.replace(answer)
             self._record_thread(channel, thread)
-            self._after_post(channel, thread, answer, "refreshes")
+            self._after_post(channel, thread, answer, "refreshes", scope)
         except Exception:
             log.exception("refreshing an answer on %s (thread %s) failed", self.platform, thread)
             message.replace_with_error(wording.SOMETHING_WRONG, question)
@@ -305,6 +306,15 @@ class Conversation:
         with self._db.connection() as conn:
             return read_home(conn, self.platform, sync_sources=sources if admin else None)
 
+    # --- suggested prompts ----------------------------------------------------------------------
+
+    def suggested_prompts(self, channel: str, scope_channel: str | None) -> tuple[str, ...]:
+        """Questions to suggest in a private pane (``channel``) beside ``scope_channel`` (None:
+        no channel in view, or one the adapter found the bot is not in), drawn from the very
+        scope the pane would answer with (:mod:`bot.suggestions`)."""
+        scope = self._policy.scope(scope_channel or channel, direct=scope_channel is None)
+        return suggestions.for_scope(self._db, scope, self._policy.prompts)
+
     # --- bookkeeping --------------------------------------------------------------------------
 
     def count(self, what: str) -> None:
@@ -316,7 +326,10 @@ class Conversation:
         with self._db.connection() as conn:
             bot_state.record_thread(conn, self.platform, channel, thread)
 
-    def _after_post(self, channel: str, thread: str, answer: Answer, kind: str) -> None:
+    def _after_post(
+        self, channel: str, thread: str, answer: Answer, kind: str, scope: Scope
+    ) -> None:
+        counter = f"{self.platform}_{kind}"
         bot_state.after_post(
-            self._db, self._flow, self.platform, channel, thread, answer, f"{self.platform}_{kind}"
+            self._db, self._flow, self.platform, channel, thread, answer, counter, scope
         )

@@ -86,6 +86,15 @@ def answer_buttons(*, votes: bool) -> list[tuple[str, str]]:
 # heading over the suggested prompts.
 SEARCHING_STATUS = "is searching Confluence and Jira…"
 PANE_PROMPTS_TITLE = "Questions people ask here"
+# Suggested when nothing was asked often enough in the scope and none are configured:
+# questions most wikis answer, to show how to ask.
+DEFAULT_PROMPTS = (
+    "Where is the onboarding guide?",
+    "How do I get access to a Confluence space?",
+    "What is our release process?",
+    "How do I report an incident?",
+)
+PROMPT_TITLE_LIMIT = 75  # a prompt's button; the whole question is sent when pressed
 
 # The App Home.
 HOME_KNOWS = "What kb-bot knows"
@@ -117,13 +126,35 @@ def home_health_line(
     )
 
 
-def home_answers_line(answers: int, followups: int, helpful: int, not_helpful: int) -> str:
+def prompt_title(question: str) -> str:
+    if len(question) <= PROMPT_TITLE_LIMIT:
+        return question
+    return question[: PROMPT_TITLE_LIMIT - 1].rstrip() + "…"
+
+
+def home_answers_line(served: int, from_cache: int, helpful: int, not_helpful: int) -> str:
+    hit_rate = f"{100 * from_cache // served}% cache hit rate" if served else "no answers yet"
     rated = helpful + not_helpful
     ratio = f"{100 * helpful // rated}% helpful" if rated else "no votes yet"
     return (
-        f"Answers posted: {answers}, follow-ups: {followups} (since counting began). "
-        f"Votes in 7 days: {helpful} helpful, {not_helpful} not helpful ({ratio})."
+        f"*Last 7 days:* {served} answers served, {from_cache} from the cache ({hit_rate}). "
+        f"Votes: {helpful} helpful, {not_helpful} not helpful ({ratio})."
     )
+
+
+HOME_LEAST_HELPFUL = "Least helpful answers, last 7 days"
+HOME_NO_UNHELPFUL = "No answer was voted Not helpful in the last 7 days."
+HOME_QUESTION_UNKNOWN = "(question not recorded)"
+
+
+def home_unhelpful_line(question: str, helpful: int, not_helpful: int, where: str) -> str:
+    """``question`` and ``where`` arrive rendered (escaped; ``where`` maybe a link)."""
+    return f"• {question} — {not_helpful} not helpful, {helpful} helpful · {where}"
+
+
+HOME_IN_A_DM = "in a direct message"
+HOME_THREAD = "open the thread"
+HOME_NO_THREAD = "thread not recorded"
 
 
 # Native thumbs (Slack's feedback_buttons): short labels, the icons are Slack's own.

@@ -46,6 +46,7 @@ def chat_policy(settings: Settings, admins: frozenset[str]) -> ChatPolicy:
         admins=admins,
         sync=sync_targets(settings),
         dm_scope=settings.direct_scope,
+        prompts=settings.suggested_prompts,
     )
 
 
@@ -58,7 +59,6 @@ def build_slack(settings: Settings, flow: AnswerFlow, db: Database) -> Mount:
         db,
         signing_secret=signing_secret,
         client=client,
-        prompts=settings.suggested_prompts,
     )
     return slack_mount(app, signing_secret=signing_secret, app_token=settings.slack_app_token)
 

@@ -1,5 +1,6 @@
 """What an App Home shows, read from Postgres on each open (docs/ARCHITECTURE.md, "Slack AI
-surface"): what kb-bot knows for everyone, and for admins how syncing and answering go.
+surface"): what kb-bot knows for everyone, and for admins how syncing and answering go (the
+answer figures come from :mod:`store.answer_stats`, so they hold for either cache backend).
 
 Platform-neutral values; ``bot/slack/home.py`` renders them. Plain SQL, named queries.
 """
@@ -9,7 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from store.answer_stats import RatedAnswer, ServedFigures, least_helpful_7d, served_7d
 from store.db import Connection
+
+LEAST_HELPFUL_SHOWN = 10
 
 KNOWLEDGE = """
 SELECT source, scope_key, count(*) AS items, max(synced_at) AS last_synced
@@ -40,8 +44,6 @@ SELECT channel FROM bot_threads WHERE platform = %s AND channel NOT LIKE 'D%%'
 GROUP BY channel ORDER BY max(answered_at) DESC LIMIT 50
 """
 
-COUNTERS = "SELECT name, value FROM bot_counters WHERE name = ANY(%s)"
-
 
 @dataclass(frozen=True)
 class ScopeRow:
@@ -64,10 +66,11 @@ class SourceHealth:
 @dataclass(frozen=True)
 class AdminFigures:
     sources: tuple[SourceHealth, ...]
-    helpful: int
+    helpful: int  # votes in the last 7 days
     not_helpful: int
-    answers_posted: int  # since the counters began (bot_counters are cumulative)
-    followups_answered: int
+    served: ServedFigures  # answers posted in the last 7 days, and how many from the cache
+    least_helpful: tuple[RatedAnswer, ...]  # the worst LEAST_HELPFUL_SHOWN of 7 days
+    least_helpful_total: int
     sync_sources: tuple[tuple[str, str], ...]  # (name, label) of each configured source
 
 
@@ -104,14 +107,14 @@ def read_home(
         for name in names
     )
     votes = {r["vote"]: int(r["n"]) for r in conn.execute(VOTES_7D, (platform,)).fetchall()}
-    wanted = [f"{platform}_answers_posted", f"{platform}_followups_answered"]
-    counters = {r["name"]: int(r["value"]) for r in conn.execute(COUNTERS, (wanted,))}
+    worst, worst_total = least_helpful_7d(conn, platform, limit=LEAST_HELPFUL_SHOWN)
     figures = AdminFigures(
         sources=health,
         helpful=votes.get("helpful", 0),
         not_helpful=votes.get("not_helpful", 0),
-        answers_posted=counters.get(wanted[0], 0),
-        followups_answered=counters.get(wanted[1], 0),
+        served=served_7d(conn, platform),
+        least_helpful=worst,
+        least_helpful_total=worst_total,
         sync_sources=sync_sources,
     )
     return Home(knowledge, channels, figures)

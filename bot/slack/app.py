@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -30,7 +30,7 @@ from bot.platform import ACTION_HELPFUL, ACTION_NOT_HELPFUL, ACTION_REFRESH, Act
 from bot.slack.assistant import PaneContextStore, build_assistant
 from bot.slack.blocks import ACTION_FEEDBACK, read_feedback, slack_to_plain
 from bot.slack.guard import SlackRequestGuard
-from bot.slack.home import ACTION_HOME_SYNC, read_sync_button, render_home
+from bot.slack.home import ACTION_HOME_SYNC, WorkspaceUrl, read_sync_button, render_home
 from bot.slack.replay import delivery_key
 from bot.slack.thread import (
     HUMAN_SUBTYPES,
@@ -78,10 +78,8 @@ def build_slack_app(
     *,
     signing_secret: Secret,
     client: WebClient,
-    prompts: Sequence[str] = (),
 ) -> SlackApp:
-    """The Bolt app with every kb-bot listener registered (HTTP or Socket Mode alike);
-    ``prompts`` are the assistant pane's suggested prompts."""
+    """The Bolt app with every kb-bot listener registered (HTTP or Socket Mode alike)."""
     app = SlackApp(
         conversation=conversation,
         ack_pool=ThreadPoolExecutor(8, thread_name_prefix="kb-slack-ack"),
@@ -93,7 +91,7 @@ def build_slack_app(
     )
     handlers = SlackHandlers(conversation, db)
     app.use(handlers.drop_retries)
-    app.assistant(build_assistant(conversation, PaneContextStore(), prompts))
+    app.assistant(build_assistant(conversation, PaneContextStore()))
     app.event("app_mention")(handlers.on_app_mention)
     app.event("message")(handlers.on_message)
     app.command("/kb-sync")(handlers.on_kb_sync)
@@ -154,6 +152,7 @@ class SlackHandlers:
         self._conversation = conversation
         self._db = db
         self._maybe_prune = Throttle(3600, self._prune)
+        self._workspace = WorkspaceUrl()
 
     # --- middleware -------------------------------------------------------------------------
 
@@ -301,7 +300,10 @@ class SlackHandlers:
         user = str(event.get("user") or "")
         if event.get("tab") != "home" or not user or context.client is None:
             return
-        view = render_home(self._conversation.home(user), str(event.get("channel") or ""))
+        home = self._conversation.home(user)
+        authorized = context.authorize_result
+        team_url = (authorized.url if authorized else None) or self._workspace.get(context.client)
+        view = render_home(home, str(event.get("channel") or ""), team_url=team_url)
         context.client.views_publish(user_id=user, view=view)
 
     def on_home_sync(

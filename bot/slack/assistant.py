@@ -7,6 +7,11 @@ answered with the scope of that channel, but only when kb-bot is a member of it
 may read. Otherwise the DM scope applies. The channel in view arrives with
 ``assistant_thread_started`` and every ``assistant_thread_context_changed``; it is kept in
 memory per pane thread (after a restart, until the next move, the DM scope applies).
+
+The suggested prompts set when a pane opens come from the same place as the scope: the
+conversation draws them from the questions asked in the scope the pane would answer with
+(the channel in view only after the same membership check), so they never show another
+scope's questions.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -27,11 +32,10 @@ from slack_bolt.context.set_suggested_prompts import SetSuggestedPrompts
 from bot.conversation import Inbound, Question
 from bot.slack.blocks import slack_to_plain
 from bot.slack.thread import Me, SlackThread
-from bot.wording import PANE_PROMPTS_TITLE, SEARCHING_STATUS
+from bot.wording import PANE_PROMPTS_TITLE, SEARCHING_STATUS, prompt_title
 
 log = logging.getLogger(__name__)
 
-MAX_PROMPTS = 4  # Slack shows at most four suggested prompts
 TITLE_LIMIT = 255
 _REMEMBERED_THREADS = 10_000
 
@@ -79,38 +83,59 @@ def set_status(thread: SlackThread, status: str) -> None:
         log.info("assistant status in %s failed: %s", thread.channel, exc)
 
 
-def build_assistant(
-    conversation: Inbound, store: PaneContextStore, prompts: Sequence[str]
-) -> Assistant:
+def build_assistant(conversation: Inbound, store: PaneContextStore) -> Assistant:
     """Bolt's Assistant middleware with kb-bot's pane listeners."""
     assistant = Assistant(thread_context_store=store)
-    pane = PaneHandlers(conversation, store, tuple(prompts)[:MAX_PROMPTS])
+    pane = PaneHandlers(conversation, store)
     assistant.thread_started(pane.on_thread_started)
+    assistant.thread_context_changed(pane.on_context_changed)
     assistant.user_message(pane.on_user_message)
     return assistant
 
 
 class PaneHandlers:
-    def __init__(
-        self, conversation: Inbound, store: PaneContextStore, prompts: tuple[str, ...]
-    ) -> None:
+    def __init__(self, conversation: Inbound, store: PaneContextStore) -> None:
         self._conversation = conversation
         self._store = store
-        self._prompts = prompts
 
     def on_thread_started(
         self,
         payload: dict[str, Any],
+        context: BoltContext,
         set_suggested_prompts: SetSuggestedPrompts,
+    ) -> None:
+        self._follow(payload, context, set_suggested_prompts, opened=True)
+
+    def on_context_changed(
+        self,
+        payload: dict[str, Any],
+        context: BoltContext,
+        set_suggested_prompts: SetSuggestedPrompts,
+    ) -> None:
+        """The user looked at another channel: remember it and, while nothing was asked in
+        this pane thread yet, suggest that channel's questions instead."""
+        self._follow(payload, context, set_suggested_prompts, opened=False)
+
+    def _follow(
+        self,
+        payload: dict[str, Any],
+        context: BoltContext,
+        set_suggested_prompts: SetSuggestedPrompts,
+        *,
+        opened: bool,
     ) -> None:
         pane = payload.get("assistant_thread") or {}
         channel, thread = str(pane.get("channel_id") or ""), str(pane.get("thread_ts") or "")
-        if channel and thread:
-            self._store.save(
-                channel_id=channel, thread_ts=thread, context=pane.get("context") or {}
-            )
-        if self._prompts:
-            set_suggested_prompts(prompts=list(self._prompts), title=PANE_PROMPTS_TITLE)
+        if not channel or not thread:
+            return
+        self._store.save(channel_id=channel, thread_ts=thread, context=pane.get("context") or {})
+        if not opened and self._conversation.is_bot_thread(channel, thread):
+            return
+        viewed = self._visible_channel(context, channel, thread)
+        questions = self._conversation.suggested_prompts(channel, viewed)
+        if questions:
+            prompts = [{"title": prompt_title(q), "message": q} for q in questions]
+            set_suggested_prompts(prompts=prompts, title=PANE_PROMPTS_TITLE)
 
     def on_user_message(self, payload: dict[str, Any], context: BoltContext) -> None:
         user, ts, thread = payload.get("user"), payload.get("ts"), payload.get("thread_ts")

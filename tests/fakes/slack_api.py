@@ -292,6 +292,7 @@ BOT_TABLES = (
     "bot_threads",
     "feedback",
     "bot_counters",
+    "answers_served",
 )
 
 

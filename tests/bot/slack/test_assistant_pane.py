@@ -8,6 +8,7 @@ from typing import Any
 from fakes.flow import FakeFlow
 from fakes.slack_api import RunningBot, reset_bot_tables, running_bot
 
+from bot.wording import DEFAULT_PROMPTS
 from store.db import Database
 from store.scope import Scope
 
@@ -112,9 +113,9 @@ def test_pane_scope_follows_the_context_and_never_a_channel_the_bot_is_not_in(
     assert [c.scope for c in flow.calls] == [Scope.parse("*")] + [Scope.parse("jira:SUP")] * 3
 
 
-def test_pane_without_configured_prompts_sets_none(module_db: Database) -> None:
+def test_pane_without_configured_prompts_suggests_the_defaults(module_db: Database) -> None:
     db = reset_bot_tables(module_db)
     with running_bot(db, FakeFlow()) as bot:
         assert bot.event(_pane_event("assistant_thread_started", "CENG")).status_code == 200
-        time.sleep(0.3)
-        assert bot.slack.calls_to("assistant.threads.setSuggestedPrompts") == []
+        [prompts] = bot.slack.wait_calls("assistant.threads.setSuggestedPrompts")
+    assert [p["message"] for p in prompts.args["prompts"]] == list(DEFAULT_PROMPTS)
