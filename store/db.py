@@ -15,17 +15,18 @@ import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from pgvector.psycopg import register_vector
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from core.errors import StoreError
 from core.private_dir import ROOT_TRAVERSABLE_MODE, ensure_private_dir
+from store.outage import StoreProbe
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 Connection = psycopg.Connection[dict[str, Any]]
@@ -147,13 +148,32 @@ def _redact(text: str) -> str:
     return " ".join(re.sub(r"(password=|://[^:/@]*:)[^@\s]*", r"\1***", text).split())
 
 
+class StoreUnreachable(PoolTimeout):
+    """The store did not answer a probe just now, so no pooled connection is waited for.
+
+    A :class:`PoolTimeout` (and so a ``psycopg.OperationalError``), raised at once rather than
+    after the pool's timeout, so every handler of a pool timeout handles it unchanged."""
+
+
 @dataclass
 class Database:
-    """A connection pool on one schema of one Postgres, with pgvector registered."""
+    """A connection pool on one schema of one Postgres, with pgvector registered.
+
+    Once a connection fails (Postgres stopped, restarting, unreachable), each later
+    :meth:`connection` first asks :attr:`probe` (at most once a second, within 0.8 s) and
+    raises :class:`StoreUnreachable` at once while it gets no answer, instead of holding its
+    caller for the pool timeout; the first answer ends that (docs/ARCHITECTURE.md,
+    "Failures: the store unreachable"). The pool reconnects by itself: nothing restarts.
+    """
 
     pool: ConnectionPool[Connection]
     schema: str
     url: str
+    probe: StoreProbe = field(init=False, repr=False)
+    _suspect: bool = field(default=False, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.probe = StoreProbe(self.url)
 
     @classmethod
     def open(cls, url: str, *, schema: str = "public", max_size: int = 8) -> Database:
@@ -188,10 +208,25 @@ class Database:
         return cls(pool=pool, schema=schema, url=url)
 
     @contextmanager
-    def connection(self) -> Iterator[Connection]:
-        """A pooled connection; the block runs in one transaction, committed on success."""
-        with self.pool.connection() as conn:
-            yield conn
+    def connection(self, *, timeout: float | None = None) -> Iterator[Connection]:
+        """A pooled connection; the block runs in one transaction, committed on success.
+
+        ``timeout``: seconds to wait for a pooled connection (default: the pool's, 30 s).
+        Raises :class:`StoreUnreachable` at once while the store is known to be down."""
+        if self._suspect:
+            if not self.probe.reachable():
+                raise StoreUnreachable("the store (Postgres) is unreachable")
+            self._suspect = False
+        try:
+            with self.pool.connection(timeout=timeout) as conn:
+                yield conn
+        except (psycopg.OperationalError, PoolTimeout):
+            self._suspect = True  # the next caller probes before it waits on the pool
+            raise
+
+    def reachable(self) -> bool:
+        """Whether the store answers now (within 0.8 s; see :class:`StoreProbe`)."""
+        return self.probe.reachable()
 
     def supports_iterative_scan(self) -> bool:
         """Whether pgvector is 0.8 or newer, whose iterative index scans keep a filtered
