@@ -48,6 +48,8 @@ def quiet_while_store_down(runtime: Runtime) -> None:
     tracebacks and pool warnings the outage causes in every part of the process."""
     for handler in logging.getLogger().handlers:
         handler.addFilter(QuietWhileUnreachable(runtime.db.probe))
+    # The pool warns once per connection it drops or fails to open; the probe's line says it.
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
 
 def _interrupt_on_signals(process: str) -> None:

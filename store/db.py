@@ -26,7 +26,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from core.errors import StoreError
 from core.private_dir import ROOT_TRAVERSABLE_MODE, ensure_private_dir
-from store.outage import StoreProbe
+from store.outage import StoreProbe, StoreUnreachable
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 Connection = psycopg.Connection[dict[str, Any]]
@@ -148,13 +148,6 @@ def _redact(text: str) -> str:
     return " ".join(re.sub(r"(password=|://[^:/@]*:)[^@\s]*", r"\1***", text).split())
 
 
-class StoreUnreachable(PoolTimeout):
-    """The store did not answer a probe just now, so no pooled connection is waited for.
-
-    A :class:`PoolTimeout` (and so a ``psycopg.OperationalError``), raised at once rather than
-    after the pool's timeout, so every handler of a pool timeout handles it unchanged."""
-
-
 @dataclass
 class Database:
     """A connection pool on one schema of one Postgres, with pgvector registered.
@@ -217,6 +210,9 @@ class Database:
             if not self.probe.reachable():
                 raise StoreUnreachable("the store (Postgres) is unreachable")
             self._suspect = False
+            # Idle connections from before a restart are dead: replace them now, rather than
+            # hand each out to fail once.
+            self.pool.check()
         try:
             with self.pool.connection(timeout=timeout) as conn:
                 yield conn

@@ -19,12 +19,20 @@ import threading
 import time
 
 import psycopg
+from psycopg_pool import PoolTimeout
 
 log = logging.getLogger(__name__)
 
 PROBE_DEADLINE = 0.8  # seconds a caller waits: /healthz must answer within 1 s
 FRESH_FOR = 1.0  # seconds a probe's result is reused
 CONNECT_TIMEOUT = 2  # libpq's smallest connect_timeout; the caller's deadline is shorter
+
+
+class StoreUnreachable(PoolTimeout):
+    """The store did not answer a probe just now, so no pooled connection is waited for.
+
+    A :class:`PoolTimeout` (and so a ``psycopg.OperationalError``), raised at once rather than
+    after the pool's timeout, so every handler of a pool timeout handles it unchanged."""
 
 
 class StoreProbe:
@@ -38,11 +46,14 @@ class StoreProbe:
         self._running: threading.Event | None = None
         self._down_since: float | None = None
 
-    def reachable(self, wait: float = PROBE_DEADLINE) -> bool:
-        """Whether the store answered a fresh ``SELECT 1``; False when no answer came within
-        ``wait`` seconds."""
+    def reachable(self, wait: float = PROBE_DEADLINE, *, fresh: bool = False) -> bool:
+        """Whether the store answered a recent ``SELECT 1``; False when no answer came within
+        ``wait`` seconds. ``fresh``: do not reuse an earlier answer (join a probe under way)."""
         with self._lock:
-            if self._result is not None and time.monotonic() - self._result[0] < self._fresh_for:
+            recent = self._result is not None and time.monotonic() - self._result[0] < (
+                0.0 if fresh else self._fresh_for
+            )
+            if recent and self._result is not None:
                 return self._result[1]
             done = self._running
             if done is None:
@@ -111,10 +122,12 @@ class QuietWhileUnreachable(logging.Filter):
         self._probe = probe
 
     def filter(self, record: logging.LogRecord) -> bool:
-        caused = record.name.startswith("psycopg.pool") or (
-            record.exc_info is not None and _connection_failure(record.exc_info[1])
-        )
-        return not caused or self._probe.reachable()
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, StoreUnreachable):
+            return False  # raised because a probe failed, which logged it
+        caused = record.name.startswith("psycopg.pool") or _connection_failure(error)
+        # A fresh probe: the record may be the first sign of an outage the last probe missed.
+        return not caused or self._probe.reachable(fresh=True)
 
 
 def _connection_failure(exc: BaseException | None) -> bool:
