@@ -31,6 +31,7 @@ def run_bot(settings: Settings) -> int:
 
     settings.require_chat()
     _interrupt_on_signals("kb bot")
+    check_chat_credentials(settings)  # before the slow start-up: a refused token is one line
     try:
         with open_runtime(settings) as runtime:
             quiet_while_store_down(runtime)
@@ -41,6 +42,14 @@ def run_bot(settings: Settings) -> int:
     log.info("kb bot stopped")
     _exit_without_stuck_workers()
     return 0
+
+
+def check_chat_credentials(settings: Settings) -> None:
+    """Slack's ``auth.test`` with the bot token: raises a one-line error (bot/slack/app.py)."""
+    if settings.slack_bot_token is not None:
+        from bot.slack.app import check_slack_token
+
+        check_slack_token(settings.slack_bot_token, settings.slack_api_url)
 
 
 def quiet_while_store_down(runtime: Runtime) -> None:

@@ -84,9 +84,8 @@ def build_slack_app(
     prompts: Sequence[str] = (),
 ) -> SlackApp:
     """The Bolt app with every kb-bot listener registered (HTTP or Socket Mode alike);
-    ``prompts`` are the assistant pane's suggested prompts. Raises a :class:`RemoteError`
-    naming what to check when Slack refuses the token or cannot be reached."""
-    check_slack_token(client)
+    ``prompts`` are the assistant pane's suggested prompts. Bolt calls ``auth.test`` here:
+    call :func:`check_slack_token` first for a failure an operator can read."""
     app = SlackApp(
         conversation=conversation,
         ack_pool=ThreadPoolExecutor(8, thread_name_prefix="kb-slack-ack"),
@@ -114,9 +113,14 @@ def build_slack_app(
 _REFUSED_TOKEN = {"invalid_auth", "not_authed", "account_inactive", "token_revoked"}
 
 
-def check_slack_token(client: WebClient) -> None:
+def check_slack_token(token: Secret, api_url: str) -> None:
     """``auth.test`` before Bolt's own (which would end in a page of traceback): a failure is
-    one line for the operator, naming what failed and what to check."""
+    one line for the operator, naming what failed and what to check. The SDK's own log lines
+    for the attempt (an error per try, its retry) are kept out: that line says it all."""
+    quiet = logging.getLogger("kb.slack.auth_check")
+    quiet.propagate = False
+    quiet.addHandler(logging.NullHandler())
+    client = WebClient(token=token.reveal(), base_url=api_url, timeout=30, logger=quiet)
     try:
         client.auth_test()
     except SlackApiError as exc:
