@@ -38,12 +38,14 @@ class StoreOutageWatch:
         *,
         check_every: float = CHECK_EVERY,
         alert_after: float = ALERT_AFTER,
+        retry_every: float = RETRY_EVERY,
     ) -> None:
         self._db = db
         self._platform = platform
         self._channel = channel
         self._check_every = check_every
         self._alert_after = alert_after
+        self._retry_every = retry_every
         self._down_since: float | None = None  # time.time() of the first failed probe
         self._alerted = False
         self._next_try = 0.0
@@ -60,7 +62,7 @@ class StoreOutageWatch:
             due = now - self._down_since >= self._alert_after and now >= self._next_try
             if due and not self._alerted:
                 self._alerted = self._send(StoreOutage(_utc(self._down_since)))
-                self._next_try = now + RETRY_EVERY
+                self._next_try = now + self._retry_every
             return
         if self._down_since is None:
             return
@@ -78,7 +80,7 @@ class StoreOutageWatch:
             log.warning(
                 "could not tell the ops channel about the store (%s); retrying in %.0f s",
                 exc,
-                RETRY_EVERY,
+                self._retry_every,
             )
             return False
         return True
