@@ -11,6 +11,7 @@ releases the server.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -34,8 +35,9 @@ def folder() -> Iterator[Path]:
     yield root
     pid_file = root / "data" / "pg" / "postmaster.pid"
     if pid_file.exists():  # the behaviour under test failed: do not leave the server running
-        os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
-        _wait_gone(pid_file, 30)
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
+            _wait_gone(pid_file, 30)
     subprocess.run(["rm", "-rf", str(root)], check=False)
 
 
