@@ -81,9 +81,9 @@ class ChatHost:
         return app(environ, start_response)
 
     def _health(self) -> tuple[int, dict[str, Any]]:
-        # A probe with a 0.8 s deadline, never a wait on the pool: a probe must get its answer
-        # within 1 s while Postgres is down (docs/ARCHITECTURE.md, "Failures: the store
-        # unreachable"). The probe logs the outage once, not once per check.
+        # A probe with a 0.8 s deadline, never a wait on the pool: a container probe gets its
+        # answer within 1 s while Postgres is down. The probe logs the outage once, not once
+        # per check (docs/ARCHITECTURE.md, "Failures: the store unreachable").
         if not self._db.reachable():
             return 503, {"status": "unhealthy", "database": "unreachable"}
         return 200, {"status": "ok", "database": "ok", "mode": self._mode}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import select
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -143,6 +144,17 @@ def _ensure_extension(url: str) -> None:
         ) from exc
 
 
+def _cut_off(conn: Connection) -> bool:
+    """Whether an idle connection's session was ended by the server (or is unusable)."""
+    if conn.closed or conn.broken:
+        return True
+    try:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    except (OSError, ValueError, psycopg.Error):
+        return True
+    return bool(readable)  # an idle session is sent nothing unless the server ends it
+
+
 def _redact(text: str) -> str:
     """libpq's message on one line, with any password in it masked."""
     return " ".join(re.sub(r"(password=|://[^:/@]*:)[^@\s]*", r"\1***", text).split())
@@ -210,15 +222,30 @@ class Database:
             if not self.probe.reachable():
                 raise StoreUnreachable("the store (Postgres) is unreachable")
             self._suspect = False
-            # Idle connections from before a restart are dead: replace them now, rather than
-            # hand each out to fail once.
-            self.pool.check()
         try:
-            with self.pool.connection(timeout=timeout) as conn:
-                yield conn
+            conn = self._checkout(timeout)
+            try:
+                with conn:  # commit on success, roll back on error, as pool.connection() does
+                    yield conn
+            finally:
+                self.pool.putconn(conn)
         except (psycopg.OperationalError, PoolTimeout):
             self._suspect = True  # the next caller probes before it waits on the pool
             raise
+
+    def _checkout(self, timeout: float | None) -> Connection:
+        """A pooled connection whose session the server has not ended. After a Postgres
+        restart every idle connection is dead but does not know it until used; its socket
+        already holds the server's goodbye (or EOF), which a zero-time ``select`` sees, so
+        it is replaced here instead of failing its caller's first statement."""
+        conn = self.pool.getconn(timeout)
+        for _ in range(self.pool.max_size):
+            if not _cut_off(conn):
+                break
+            conn.close()
+            self.pool.putconn(conn)  # the pool opens a replacement
+            conn = self.pool.getconn(timeout)
+        return conn
 
     def reachable(self) -> bool:
         """Whether the store answers now (within 0.8 s; see :class:`StoreProbe`)."""
