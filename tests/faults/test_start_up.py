@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,7 +39,7 @@ def folder() -> Iterator[Path]:
         with contextlib.suppress(ProcessLookupError, ValueError):
             os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
             _wait_gone(pid_file, 30)
-    subprocess.run(["rm", "-rf", str(root)], check=False)
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def _wait_gone(path: Path, timeout: float) -> bool:
