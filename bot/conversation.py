@@ -211,10 +211,16 @@ class Conversation:
                 kind = "followups_answered" if question.followup else "answers_posted"
                 self._after_post(question.channel, question.thread, answer, kind, scope)
             except Exception:
-                log.exception(
-                    "answering on %s (thread %s) failed", self.platform, question.thread[:40]
-                )
-                thread.post_error(wording.SOMETHING_WRONG, question.text or None)
+                thread.post_error(self._failure_text(question.thread), question.text or None)
+
+    def _failure_text(self, thread: str) -> str:
+        """What to tell the asker when answering raised (called in the ``except``): that the
+        store is down (the probe logged that once, docs/ARCHITECTURE.md, "Failures: the store
+        unreachable"), else that something went wrong, with the traceback in the log."""
+        if not self._db.reachable():
+            return wording.STORE_DOWN
+        log.exception("answering on %s (thread %s) failed", self.platform, thread[:40])
+        return wording.SOMETHING_WRONG
 
     # --- buttons ------------------------------------------------------------------------------
 
@@ -245,8 +251,7 @@ class Conversation:
             self._record_thread(channel, thread)
             self._after_post(channel, thread, answer, "refreshes", scope)
         except Exception:
-            log.exception("refreshing an answer on %s (thread %s) failed", self.platform, thread)
-            message.replace_with_error(wording.SOMETHING_WRONG, question)
+            message.replace_with_error(self._failure_text(thread), question)
 
     def vote(self, value: ActionValue | None, user: str, vote: Vote) -> str:
         """Record a person's vote on an answer; the private reply to show them."""

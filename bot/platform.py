@@ -90,7 +90,16 @@ class SyncResult:
     reports: tuple[SyncReport, ...]
 
 
-OpsMessage = OpsAlert | OpsRecovery
+@dataclass(frozen=True)
+class StoreOutage:
+    """The store is unreachable (``back_after`` None) or back after that many seconds; sent
+    straight to the ops channel, not through the outbox, which lives in the store."""
+
+    since: datetime
+    back_after: float | None = None
+
+
+OpsMessage = OpsAlert | OpsRecovery | StoreOutage
 Outgoing = SourceNotice | OpsAlert | OpsRecovery | SyncResult
 
 

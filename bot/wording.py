@@ -21,6 +21,7 @@ from bot.platform import (
     OpsAlert,
     OpsMessage,
     SourceNotice,
+    StoreOutage,
     SyncResult,
 )
 
@@ -28,6 +29,10 @@ from bot.platform import (
 
 SOMETHING_WRONG = "Something went wrong on my side; the team has the details in the logs."
 RESTARTING = "I'm restarting and couldn't finish this answer; press Refresh in a minute."
+STORE_DOWN = (
+    "I can't reach the knowledge store right now, so I can't answer yet; the team has been "
+    "alerted. Press Refresh once it's back."
+)
 EMPTY_QUESTION = "Ask me a question after the mention, e.g. “@kb how do I rotate the VPN cert?”"
 STALE_BUTTON = "That button no longer works; ask the question again with a mention."
 REFRESHING = "Refreshing… the answer will update in place in a moment."
@@ -244,6 +249,8 @@ def notice_text(notice: SourceNotice, m: Markup) -> str:
 
 
 def ops_text(message: OpsMessage, m: Markup) -> str:
+    if isinstance(message, StoreOutage):
+        return store_outage_text(message, m)
     run = f" (run {message.run_id})" if message.run_id is not None else ""
     if isinstance(message, OpsAlert):
         verb = "is still failing" if message.ongoing else "failed"
@@ -258,6 +265,24 @@ def ops_text(message: OpsMessage, m: Markup) -> str:
         f":white_check_mark: {m.bold(f'Sync of {message.source} has recovered')}{m.text(run)}."
         f"{m.text(since)} The last error was: {m.text(_clip(message.last_error, 300))}"
     )
+
+
+def store_outage_text(message: StoreOutage, m: Markup) -> str:
+    since = f"{message.since:%Y-%m-%d %H:%M:%S} UTC"
+    if message.back_after is None:
+        return (
+            f":rotating_light: {m.bold('The knowledge store (Postgres) is unreachable')} "
+            f"since {since}. Questions get an apology with a Refresh button; syncs, webhooks "
+            "and notices wait for it. Nothing needs a restart once it is back."
+        )
+    return (
+        f":white_check_mark: {m.bold('The knowledge store (Postgres) is reachable again')} "
+        f"after {_duration(message.back_after)} (unreachable since {since}); everything resumed."
+    )
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
 def sync_result_text(result: SyncResult, m: Markup) -> str:

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 NIGHTLY_HOUR_UTC = 3
 REQUEST_POLL_SECONDS = 2.0
 BUSY_RETRY_SECONDS = 5.0
+LOCK_CHECK_TICKS = 5  # seconds between checks that this daemon still holds the lock
 
 
 def report_dict(report: RunReport) -> dict[str, Any]:
@@ -62,23 +63,32 @@ class Daemon:
 
     def run(self) -> None:
         """Run every part until :attr:`stop` is set; as a standby while another daemon of
-        this store runs (store/daemon_lock.py)."""
+        this store runs (store/daemon_lock.py), and again as one if another took over while
+        a Postgres restart had ended this one's session."""
         lock = DaemonLock(self.db)
         try:
-            if not lock.try_acquire():
-                log.warning(
-                    "another kb daemon is running on this store: this one stands by and runs "
-                    "no job until that one stops"
-                )
-                while not lock.try_acquire():
-                    if self.stop.wait(self.standby_poll_seconds):
-                        return
-                log.warning("the other kb daemon stopped: this one takes over")
-            self._run_active()
+            while not self.stop.is_set():
+                if not self._wait_for_lock(lock):
+                    return
+                self._run_active(lock)
         finally:
             lock.release()
 
-    def _run_active(self) -> None:
+    def _wait_for_lock(self, lock: DaemonLock) -> bool:
+        if lock.try_acquire():
+            return True
+        log.warning(
+            "another kb daemon is running on this store: this one stands by and runs "
+            "no job until that one stops"
+        )
+        while not lock.try_acquire():
+            if self.stop.wait(self.standby_poll_seconds):
+                return False
+        log.warning("the other kb daemon stopped: this one takes over")
+        return True
+
+    def _run_active(self, lock: DaemonLock) -> None:
+        """Run the parts until :attr:`stop` is set or another daemon holds the lock."""
         with self.db.connection() as conn:
             released = sync_state.release_abandoned_requests(conn)
         if released:
@@ -107,10 +117,11 @@ class Daemon:
         parts: list[Callable[[threading.Event], None]] = [self.serve_requests, *self.background]
         if self.deliverer is not None:
             parts.append(self.deliverer.run_forever)
+        active = threading.Event()  # set to stop the parts (a stop, or the lock lost)
         threads = [
             threading.Thread(
                 target=self._guarded,
-                args=(part,),
+                args=(part, active),
                 name=getattr(part, "__name__", "part"),
                 daemon=True,
             )
@@ -126,23 +137,37 @@ class Daemon:
             NIGHTLY_HOUR_UTC,
         )
         try:
-            while not self.stop.wait(1.0):
-                pass
+            self._hold(lock)
         finally:
-            log.info("kb daemon stopping")
+            active.set()
+            if self.stop.is_set():
+                log.info("kb daemon stopping")
             scheduler.shutdown(wait=True)
             for thread in threads:
                 thread.join(timeout=30)
 
-    def _guarded(self, part: Callable[[threading.Event], None]) -> None:
+    def _hold(self, lock: DaemonLock) -> None:
+        """Until stopped; returns early when a Postgres restart ended this daemon's session and
+        another daemon took the lock before it could take it again."""
+        ticks = 0
+        while not self.stop.wait(1.0):
+            ticks += 1
+            if ticks % LOCK_CHECK_TICKS == 0 and lock.still_held() is False:
+                log.warning(
+                    "another kb daemon took over while the store was away: this one stops "
+                    "its jobs and stands by"
+                )
+                return
+
+    def _guarded(self, part: Callable[[threading.Event], None], active: threading.Event) -> None:
         # A crashed part is restarted after a pause rather than silently gone.
-        while not self.stop.is_set():
+        while not active.is_set():
             try:
-                part(self.stop)
+                part(active)
                 return
             except Exception:
                 log.exception("daemon part %s crashed; restarting in 5 s", part)
-                self.stop.wait(5.0)
+                active.wait(5.0)
 
     def scheduled_sync(self, source: str, full: bool) -> None:
         report = self.engine.run(

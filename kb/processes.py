@@ -17,6 +17,7 @@ from kb.runtime import Runtime, open_runtime
 from kb.settings import Settings
 from store.cache import AnswerCache
 from store.metrics import series
+from store.outage import QuietWhileUnreachable
 from sync.freshness import CacheInvalidator, apply_forever
 from sync.webhook_worker import WebhookWorker
 from sync.webhooks import build_webhook_app, security_warning, serve_webhooks
@@ -29,9 +30,11 @@ def run_bot(settings: Settings) -> int:
     from kb.chat_wiring import build_chat
 
     settings.require_chat()
-    _interrupt_on_signals()
+    _interrupt_on_signals("kb bot")
+    check_chat_credentials(settings)  # before the slow start-up: a refused token is one line
     try:
         with open_runtime(settings) as runtime:
+            quiet_while_store_down(runtime)
             flow = wiring.build_flow(settings, runtime.db, runtime.embedder, runtime.cache)
             serve(build_chat(settings, flow, runtime.db), runtime.db, port=settings.port)
     except KeyboardInterrupt:
@@ -41,15 +44,32 @@ def run_bot(settings: Settings) -> int:
     return 0
 
 
-def _interrupt_on_signals() -> None:
-    """SIGTERM stops ``kb bot`` the way Ctrl-C does: the server loop is interrupted and every
+def check_chat_credentials(settings: Settings) -> None:
+    """Slack's ``auth.test`` with the bot token: raises a one-line error (bot/slack/app.py)."""
+    if settings.slack_bot_token is not None:
+        from bot.slack.app import check_slack_token
+
+        check_slack_token(settings.slack_bot_token, settings.slack_api_url)
+
+
+def quiet_while_store_down(runtime: Runtime) -> None:
+    """While the store is unreachable, its probe's one line (store/outage.py) stands for the
+    tracebacks and pool warnings the outage causes in every part of the process."""
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(QuietWhileUnreachable(runtime.db.probe))
+    # The pool warns once per connection it drops or fails to open; the probe's line says it.
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
+
+
+def _interrupt_on_signals(process: str) -> None:
+    """SIGTERM stops ``process`` the way Ctrl-C does: what runs is interrupted and every
     ``finally`` runs (answers finished or handed back, the embedded Postgres released). A second
     signal while stopping is ignored, so it cannot cut that short; SIGKILL still works."""
 
     def handle(signum: int, frame: object) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        log.info("kb bot stopping (signal %d)", signum)
+        log.info("%s stopping (signal %d)", process, signum)
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, handle)
@@ -88,27 +108,36 @@ def cache_metrics(cache: AnswerCache, invalidator: CacheInvalidator) -> dict[str
 
 
 def run_daemon(settings: Settings) -> int:
-    # The listener's 8 threads, the worker, the scheduler, requests and delivery share the pool.
-    with open_runtime(settings, pool_size=16, connectors=True) as runtime:
-        return _serve_daemon(runtime)
+    # Before any start-up work: a SIGTERM while the embedded Postgres starts or migrations run
+    # unwinds the start-up (releasing the server) instead of killing the process mid-way;
+    # _serve_daemon replaces the handler by the stop event once every part is built.
+    _interrupt_on_signals("kb daemon")
+    try:
+        # The listener's 8 threads, the worker, the scheduler, requests and delivery share
+        # the pool.
+        with open_runtime(settings, pool_size=16, connectors=True) as runtime:
+            return _serve_daemon(runtime)
+    except KeyboardInterrupt:
+        log.info("kb daemon stopped during start-up")
+        return 0
 
 
 def _serve_daemon(runtime: Runtime) -> int:
+    from bot.outage import StoreOutageWatch
     from bot.outbox import OutboxDeliverer
     from kb.chat_wiring import build_delivery_platforms, close_platforms
 
     settings, db, cache = runtime.settings, runtime.db, runtime.cache
     invalidator, connectors = runtime.invalidator, runtime.connectors
     engine = runtime.engine()
+    quiet_while_store_down(runtime)
     platforms = build_delivery_platforms(settings, db)
+    ops_platform = "slack" if "slack" in platforms else "teams"
     deliverer = None
+    # The one alert of a store outage goes straight to the ops channel (bot/outage.py).
+    outage = StoreOutageWatch(db, platforms.get(ops_platform), settings.ops_channel)
     if platforms:
-        deliverer = OutboxDeliverer(
-            db,
-            platforms,
-            settings.ops_channel,
-            ops_platform="slack" if "slack" in platforms else "teams",
-        )
+        deliverer = OutboxDeliverer(db, platforms, settings.ops_channel, ops_platform=ops_platform)
     else:
         log.warning("no chat platform configured: notices and ops alerts stay in the outbox")
     warning = security_warning(settings.webhook_secret, settings.webhook_port)
@@ -140,7 +169,7 @@ def _serve_daemon(runtime: Runtime) -> int:
         sync_every_minutes=settings.sync_every_minutes,
         cache=cache,
         deliverer=deliverer,
-        background=[worker.run_forever, apply_changes],
+        background=[worker.run_forever, apply_changes, outage.run_forever],
     )
     _stop_on_signals(daemon.stop, worker.wake)
     server.start()

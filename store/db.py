@@ -12,20 +12,22 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import select
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from pgvector.psycopg import register_vector
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from core.errors import StoreError
 from core.private_dir import ROOT_TRAVERSABLE_MODE, ensure_private_dir
+from store.outage import StoreProbe, StoreUnreachable
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 Connection = psycopg.Connection[dict[str, Any]]
@@ -142,6 +144,17 @@ def _ensure_extension(url: str) -> None:
         ) from exc
 
 
+def _cut_off(conn: Connection) -> bool:
+    """Whether an idle connection's session was ended by the server (or is unusable)."""
+    if conn.closed or conn.broken:
+        return True
+    try:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    except (OSError, ValueError, psycopg.Error):
+        return True
+    return bool(readable)  # an idle session is sent nothing unless the server ends it
+
+
 def _redact(text: str) -> str:
     """libpq's message on one line, with any password in it masked."""
     return " ".join(re.sub(r"(password=|://[^:/@]*:)[^@\s]*", r"\1***", text).split())
@@ -149,11 +162,23 @@ def _redact(text: str) -> str:
 
 @dataclass
 class Database:
-    """A connection pool on one schema of one Postgres, with pgvector registered."""
+    """A connection pool on one schema of one Postgres, with pgvector registered.
+
+    Once a connection fails (Postgres stopped, restarting, unreachable), each later
+    :meth:`connection` first asks :attr:`probe` (at most once a second, within 0.8 s) and
+    raises :class:`StoreUnreachable` at once while it gets no answer, instead of holding its
+    caller for the pool timeout; the first answer ends that (docs/ARCHITECTURE.md,
+    "Failures: the store unreachable"). The pool reconnects by itself: nothing restarts.
+    """
 
     pool: ConnectionPool[Connection]
     schema: str
     url: str
+    probe: StoreProbe = field(init=False, repr=False)
+    _suspect: bool = field(default=False, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.probe = StoreProbe(self.url)
 
     @classmethod
     def open(cls, url: str, *, schema: str = "public", max_size: int = 8) -> Database:
@@ -188,10 +213,43 @@ class Database:
         return cls(pool=pool, schema=schema, url=url)
 
     @contextmanager
-    def connection(self) -> Iterator[Connection]:
-        """A pooled connection; the block runs in one transaction, committed on success."""
-        with self.pool.connection() as conn:
-            yield conn
+    def connection(self, *, timeout: float | None = None) -> Iterator[Connection]:
+        """A pooled connection; the block runs in one transaction, committed on success.
+
+        ``timeout``: seconds to wait for a pooled connection (default: the pool's, 30 s).
+        Raises :class:`StoreUnreachable` at once while the store is known to be down."""
+        if self._suspect:
+            if not self.probe.reachable():
+                raise StoreUnreachable("the store (Postgres) is unreachable")
+            self._suspect = False
+        try:
+            conn = self._checkout(timeout)
+            try:
+                with conn:  # commit on success, roll back on error, as pool.connection() does
+                    yield conn
+            finally:
+                self.pool.putconn(conn)
+        except (psycopg.OperationalError, PoolTimeout):
+            self._suspect = True  # the next caller probes before it waits on the pool
+            raise
+
+    def _checkout(self, timeout: float | None) -> Connection:
+        """A pooled connection whose session the server has not ended. After a Postgres
+        restart every idle connection is dead but does not know it until used; its socket
+        already holds the server's goodbye (or EOF), which a zero-time ``select`` sees, so
+        it is replaced here instead of failing its caller's first statement."""
+        conn = self.pool.getconn(timeout)
+        for _ in range(self.pool.max_size):
+            if not _cut_off(conn):
+                break
+            conn.close()
+            self.pool.putconn(conn)  # the pool opens a replacement
+            conn = self.pool.getconn(timeout)
+        return conn
+
+    def reachable(self) -> bool:
+        """Whether the store answers now (within 0.8 s; see :class:`StoreProbe`)."""
+        return self.probe.reachable()
 
     def supports_iterative_scan(self) -> bool:
         """Whether pgvector is 0.8 or newer, whose iterative index scans keep a filtered

@@ -177,7 +177,8 @@ class WebhookApp:
         change, event = _parse(spec, path_event, payload)
         delivery_id = _delivery_id(environ, path_event, body)
         try:
-            with self.db.pool.connection(timeout=_STORE_TIMEOUT) as conn:
+            # Database.connection: 503 at once while the store is known to be down.
+            with self.db.connection(timeout=_STORE_TIMEOUT) as conn:
                 # Each statement commits on its own (and is durable when it returns): one
                 # round trip for a new delivery instead of INSERT + COMMIT.
                 conn.autocommit = True

@@ -20,6 +20,7 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_bolt.request import BoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot import bot_state
 from bot._throttle import Throttle
@@ -31,7 +32,7 @@ from bot.slack.assistant import PaneContextStore, build_assistant
 from bot.slack.blocks import ACTION_FEEDBACK, read_feedback, slack_to_plain
 from bot.slack.guard import SlackRequestGuard
 from bot.slack.home import ACTION_HOME_SYNC, WorkspaceUrl, read_sync_button, render_home
-from bot.slack.replay import delivery_key
+from bot.slack.replay import RecentDeliveries, delivery_key
 from bot.slack.thread import (
     HUMAN_SUBTYPES,
     Click,
@@ -40,6 +41,7 @@ from bot.slack.thread import (
     SlackThread,
 )
 from bot.wording import STALE_BUTTON
+from core.errors import AuthError, RemoteError
 from core.identities import Secret
 from store.db import Database
 
@@ -48,6 +50,7 @@ log = logging.getLogger(__name__)
 PLATFORM = "slack"
 EVENTS_PATH = "/slack/events"
 EVENTS_SEEN_TTL = 24 * 3600.0
+ACK_STORE_WAIT = 1.0  # seconds the replay check may wait for a pooled connection
 
 
 def is_direct_channel(channel: str) -> bool:
@@ -79,7 +82,9 @@ def build_slack_app(
     signing_secret: Secret,
     client: WebClient,
 ) -> SlackApp:
-    """The Bolt app with every kb-bot listener registered (HTTP or Socket Mode alike)."""
+    """The Bolt app with every kb-bot listener registered (HTTP or Socket Mode alike).
+    Bolt calls ``auth.test`` here: call :func:`check_slack_token` first for a failure an
+    operator can read."""
     app = SlackApp(
         conversation=conversation,
         ack_pool=ThreadPoolExecutor(8, thread_name_prefix="kb-slack-ack"),
@@ -102,6 +107,38 @@ def build_slack_app(
     app.event("app_home_opened")(handlers.on_home_opened)
     app.action(re.compile(f"^{ACTION_HOME_SYNC}:"))(handlers.on_home_sync)
     return app
+
+
+_REFUSED_TOKEN = {"invalid_auth", "not_authed", "account_inactive", "token_revoked"}
+
+
+def check_slack_token(token: Secret, api_url: str) -> None:
+    """``auth.test`` before Bolt's own (which would end in a page of traceback): a failure is
+    one line for the operator, naming what failed and what to check. The SDK's own log lines
+    for the attempt (an error per try, its retry) are kept out: that line says it all."""
+    quiet = logging.getLogger("kb.slack.auth_check")
+    quiet.propagate = False
+    quiet.addHandler(logging.NullHandler())
+    client = WebClient(token=token.reveal(), base_url=api_url, timeout=30, logger=quiet)
+    try:
+        client.auth_test()
+    except SlackApiError as exc:
+        error = str(exc.response.get("error") or f"HTTP {exc.response.status_code}")
+        if error in _REFUSED_TOKEN or error == "token_expired":
+            raise AuthError(
+                f"Slack refused the bot token at start (auth.test: {error}); check "
+                "SLACK_BOT_TOKEN is the installed app's Bot User OAuth Token (xoxb-…)"
+            ) from None
+        raise RemoteError(
+            f"Slack's auth.test failed at start ({error}); check SLACK_API_URL and Slack's "
+            "status, then start kb bot again"
+        ) from None
+    except (OSError, SlackClientError) as exc:  # refused, DNS, TLS, timeout
+        reason = getattr(exc, "reason", None) or exc
+        raise RemoteError(
+            f"could not reach Slack at {client.base_url} at start ({reason}); check "
+            "SLACK_API_URL, DNS and the outbound network or proxy, then start kb bot again"
+        ) from None
 
 
 def slack_client(token: Secret, api_url: str) -> WebClient:
@@ -153,6 +190,7 @@ class SlackHandlers:
         self._db = db
         self._maybe_prune = Throttle(3600, self._prune)
         self._workspace = WorkspaceUrl()
+        self._recent = RecentDeliveries()
 
     # --- middleware -------------------------------------------------------------------------
 
@@ -164,11 +202,18 @@ class SlackHandlers:
         event_id = delivery_key(body, request.raw_body)
         if event_id is None:
             return next()  # type: ignore[no-any-return]
-        with self._db.connection() as conn:
-            first = bot_state.first_time_seen(conn, event_id)
-            if not first:
-                bot_state.bump(conn, "slack_retries_ignored")
-        self._maybe_prune()
+        seen_here = not self._recent.first_time(event_id)
+        try:
+            # Never the pool's 30 s: the ack must not wait on the store (docs/ARCHITECTURE.md,
+            # "Failures: the store unreachable").
+            with self._db.connection(timeout=ACK_STORE_WAIT) as conn:
+                first = bot_state.first_time_seen(conn, event_id) and not seen_here
+                if not first:
+                    bot_state.bump(conn, "slack_retries_ignored")
+            self._maybe_prune()
+        except Exception as exc:  # the store is down: this process's memory guards replays
+            log.info("replay check without the store (%s): from memory", type(exc).__name__)
+            first = not seen_here
         if first:
             return next()  # type: ignore[no-any-return]
         log.info("ignoring a repeated Slack delivery (%s)", event_id)
