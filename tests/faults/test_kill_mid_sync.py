@@ -1,0 +1,70 @@
+"""Issue 13, fault suite: ``kill -9`` of ``kb daemon`` in the middle of a sync.
+
+A real daemon syncs 40 pages from the fake Confluence; one page's restriction lookup hangs, so
+the first group of 32 pages is committed and the second is still being fetched when the
+daemon is killed. After a restart every page is indexed exactly once (no chunk stored twice),
+the pages committed before the kill are not embedded again, and the killed run is recorded as
+interrupted rather than left running.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from faults.real_processes import World, world
+
+PAGES = 40
+FIRST_GROUP = 32  # the engine commits pages in groups of 32 (SyncEngine group_pages)
+
+
+@pytest.fixture
+def here(pg_url: str, tmp_path: Path) -> Iterator[World]:
+    with world(pg_url, tmp_path) as w:
+        yield w
+
+
+def test_a_daemon_killed_mid_sync_indexes_every_page_once_after_a_restart(here: World) -> None:
+    pages = [
+        here.wiki.add_page(
+            "ENG", f"Runbook {n}", f"<h2>Step {n}</h2><p>Restart service {n} twice.</p>"
+        )
+        for n in range(PAGES)
+    ]
+    stuck = pages[FIRST_GROUP + 3]
+    here.wiki.slow(f"/rest/api/content/{stuck.id}", seconds=90, times=None)
+    # Patient enough that the hang outlasts the kill rather than failing the page first.
+    daemon = here.process("daemon", "daemon", CONFLUENCE_TIMEOUT="120")
+    daemon.start()
+    here.wait(
+        "the first group of pages to be committed",
+        lambda: here.live_artifacts() >= FIRST_GROUP or not daemon.alive(),
+        180,
+    )
+    here.wait(
+        "the stuck page to be asked for",
+        lambda: bool(here.wiki.requests_to(f"/rest/api/content/{stuck.id}")),
+    )
+    assert here.live_artifacts() < PAGES
+    daemon.kill9()
+    (interrupted,) = here.sql("SELECT run_id, status FROM sync_runs")
+    assert interrupted[1] == "running"  # nobody could record the end
+
+    here.wiki.clear_faults()
+    here.start_daemon(daemon, synced=PAGES)
+
+    assert here.duplicate_chunks() == 0
+    per_page = here.sql(
+        "SELECT a.artifact_id, count(c.chunk_id) FROM artifacts a "
+        "LEFT JOIN chunks c USING (artifact_id) GROUP BY 1"
+    )
+    assert len(per_page) == PAGES and all(n >= 1 for _, n in per_page)
+    assert f"Restart service {PAGES - 1} twice" in here.chunk_text(pages[-1].id)
+    runs = here.sql("SELECT status, synced, unchanged, errors::text FROM sync_runs ORDER BY run_id")
+    (killed, resumed) = runs
+    assert killed[0] == "failed" and "interrupted" in killed[3]
+    assert resumed[0] == "ok"
+    # The pages committed before the kill pass the checksum gate: not embedded again.
+    assert resumed[1] + resumed[2] == PAGES and resumed[2] >= FIRST_GROUP
+    assert daemon.alive() and "Traceback" not in daemon.output(), here.logs()
