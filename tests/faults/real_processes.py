@@ -78,6 +78,20 @@ class HoldingSlack(FakeSlack):
         return response
 
 
+class StallingConfluence(FakeConfluence):
+    """The fake Confluence, able to hang on every search page after the first (an
+    incremental run's second page of results), so a sync can be caught in the middle."""
+
+    stall_later_search_pages = False
+
+    def _dispatch(self, request: Request) -> Response:
+        if request.path.endswith("/rest/api/content/search") and "cursor" in request.query:
+            deadline = time.monotonic() + 90
+            while self.stall_later_search_pages and time.monotonic() < deadline:
+                time.sleep(0.05)
+        return super()._dispatch(request)
+
+
 def is_notice(call: Call) -> bool:
     return "kb_outbox" in json.dumps(call.args.get("metadata", ""))
 
@@ -139,7 +153,7 @@ class World:
 
     database_url: str
     slack: HoldingSlack
-    wiki: FakeConfluence
+    wiki: StallingConfluence
     folder: Path
     model: tuple[str, str] = ("", "")  # (key, url) of the fake Messages API, if any
     http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=30))
@@ -313,11 +327,18 @@ class World:
 
 
 @contextmanager
-def world(pg_url: str, folder: Path, model: tuple[str, str] = ("", "")) -> Iterator[World]:
+def world(
+    pg_url: str,
+    folder: Path,
+    model: tuple[str, str] = ("", ""),
+    *,
+    limit_cap: int | None = None,
+) -> Iterator[World]:
+    """``limit_cap``: Confluence answers lists in pages of at most that many results."""
     with (
         own_database(pg_url) as database_url,
         HoldingSlack() as slack,
-        FakeConfluence(cloud=True) as wiki,
+        StallingConfluence(cloud=True, limit_cap=limit_cap) as wiki,
     ):
         assert isinstance(slack, HoldingSlack)
         here = World(database_url, slack, wiki, folder, model)
@@ -325,4 +346,5 @@ def world(pg_url: str, folder: Path, model: tuple[str, str] = ("", "")) -> Itera
             yield here
         finally:
             slack.hold_notices = False
+            wiki.stall_later_search_pages = False
             here.stop_all()

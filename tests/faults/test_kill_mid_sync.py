@@ -21,7 +21,8 @@ FIRST_GROUP = 32  # the engine commits pages in groups of 32 (SyncEngine group_p
 
 @pytest.fixture
 def here(pg_url: str, tmp_path: Path) -> Iterator[World]:
-    with world(pg_url, tmp_path) as w:
+    # Lists come in pages of one group: the second page is where a run can be held.
+    with world(pg_url, tmp_path, limit_cap=FIRST_GROUP) as w:
         yield w
 
 
@@ -67,4 +68,37 @@ def test_a_daemon_killed_mid_sync_indexes_every_page_once_after_a_restart(here: 
     assert resumed[0] == "ok"
     # The pages committed before the kill pass the checksum gate: not embedded again.
     assert resumed[1] + resumed[2] == PAGES and resumed[2] >= FIRST_GROUP
+    assert daemon.alive() and "Traceback" not in daemon.output(), here.logs()
+
+
+def test_a_daemon_killed_mid_incremental_sync_indexes_every_edit_after_a_restart(
+    here: World,
+) -> None:
+    pages = [
+        here.wiki.add_page("ENG", f"Runbook {n}", f"<p>Restart service {n} once.</p>")
+        for n in range(PAGES)
+    ]
+    daemon = here.process("daemon", "daemon", CONFLUENCE_TIMEOUT="120")
+    here.start_daemon(daemon, synced=PAGES)
+    daemon.stop()
+    for page in pages:  # in order: the incremental run sees them oldest first
+        here.wiki.edit_page(page.id, body=f"<p>Restart service {page.title[8:]} twice.</p>")
+    here.wiki.stall_later_search_pages = True
+    daemon.start()
+
+    def edited() -> int:
+        rows = here.sql("SELECT count(*) FROM chunks WHERE strpos(text, 'twice') > 0")
+        return int(rows[0][0])
+
+    here.wait("the first group of edits to be committed", lambda: edited() >= FIRST_GROUP, 180)
+    assert edited() < PAGES
+    daemon.kill9()
+
+    here.wiki.stall_later_search_pages = False
+    here.start_daemon(daemon, synced=PAGES)
+    assert here.duplicate_chunks() == 0
+    missing = [p.title for p in pages if "twice" not in here.chunk_text(p.id)]
+    assert missing == [], "every edit is indexed after the restart"
+    statuses = [r[0] for r in here.sql("SELECT status FROM sync_runs ORDER BY run_id")]
+    assert statuses == ["ok", "failed", "ok"]
     assert daemon.alive() and "Traceback" not in daemon.output(), here.logs()
