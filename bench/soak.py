@@ -18,8 +18,10 @@ Messages API of the tests on 127.0.0.1. The load, on one thread, paced by the cl
 At the end the load stops, the processes get ``--drain`` seconds to finish, and the script
 counts from the fake Slack and the database: questions without an answer (lost), answers
 posted twice, deliveries accepted but not processed, notices sent twice or left pending, and
-sync runs. RSS of each process (bot, daemon, the Postgres server and its backends) is sampled
-every 10 s; growth is last minus the first sample taken after the warm-up minute.
+sync runs. RSS and private (anonymous) memory of each process (bot, daemon, the Postgres server
+and its backends, summed) are sampled every 10 s; growth is the last sample minus the first
+taken after the warm-up minute. The run's own baseline for latency: answer p95 in the first
+five minutes after the warm-up against the last five.
 """
 
 from __future__ import annotations
@@ -103,14 +105,23 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _rss_mb(pid: int) -> float:
+def _memory_mb(pid: int) -> tuple[float, float]:
+    """(RSS, private anonymous memory) in MiB. Postgres backends' RSS grows as they touch more
+    of the shared buffers, which is not a leak; RssAnon is what each process holds alone."""
+    found = {"VmRSS:": 0.0, "RssAnon:": 0.0}
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
+            key = line.split(":", 1)[0] + ":"
+            if key in found:
+                found[key] = int(line.split()[1]) / 1024
     except OSError:
         pass
-    return 0.0
+    return found["VmRSS:"], found["RssAnon:"]
+
+
+def _memory(pids: list[int]) -> dict[str, float]:
+    pairs = [_memory_mb(pid) for pid in pids]
+    return {"rss": sum(r for r, _ in pairs), "anon": sum(a for _, a in pairs)}
 
 
 def _children(pid: int) -> list[int]:
@@ -315,7 +326,7 @@ class Soak:
         started = time.monotonic()
         end = started + args.minutes * 60
         pgdata = self.folder / "store" / "pg"
-        samples: list[tuple[float, dict[str, float]]] = []
+        samples: list[tuple[float, dict[str, dict[str, float]]]] = []
         due = {"mention": started, "follow": started + 5, "hook": started + 2, "edit": started + 7}
         every = {
             "mention": args.mention_every,
@@ -330,9 +341,7 @@ class Soak:
             now = time.monotonic()
             if now >= next_sample:
                 by_name = _processes(up.pid, pgdata)
-                samples.append(
-                    (now - started, {n: sum(map(_rss_mb, pids)) for n, pids in by_name.items()})
-                )
+                samples.append((now - started, {n: _memory(pids) for n, pids in by_name.items()}))
                 next_sample += 10
             for name, when in sorted(due.items(), key=lambda kv: kv[1]):
                 if now < when:
@@ -348,7 +357,7 @@ class Soak:
         return self._tally(started, url, samples)
 
     def _tally(
-        self, started: float, url: str, samples: list[tuple[float, dict[str, float]]]
+        self, started: float, url: str, samples: list[tuple[float, dict[str, dict[str, float]]]]
     ) -> dict[str, Any]:
         deadline = time.monotonic() + self.args.drain
         unanswered = self.load.asked
@@ -357,7 +366,9 @@ class Soak:
             if not unanswered and self._store(url)["webhooks_pending"] == 0:
                 break
             time.sleep(1)
-        answer_seconds, duplicates = [], 0
+        answer_seconds: list[float] = []
+        timed: list[tuple[float, float]] = []  # (asked at, seconds since the start), answer
+        duplicates = 0
         by_thread: dict[str, list[Asked]] = {}
         for asked in self.load.asked:
             by_thread.setdefault(asked.thread, []).append(asked)
@@ -366,6 +377,7 @@ class Soak:
             duplicates += max(0, len(answers) - len(questions))
             for question, answer in zip(questions, answers, strict=False):
                 answer_seconds.append(answer.at - question.sent_at)
+                timed.append((question.sent_at - started, answer.at - question.sent_at))
         notices = [
             c for c in self.slack.calls_to("chat.postMessage") if "kb_outbox" in json.dumps(c.args)
         ]
@@ -376,14 +388,32 @@ class Soak:
         store = self._store(url)
         processed_p95 = store.pop("webhook_processed_p95_ms")
         warm = [s for t, s in samples if t >= 60] or [s for _, s in samples]
+
+        def figure(name: str, kind: str, at: int) -> float:
+            return round(warm[at].get(name, {}).get(kind, 0.0), 1)
+
         rss = {
             name: {
-                "first_mb": round(warm[0].get(name, 0.0), 1),
-                "last_mb": round(warm[-1].get(name, 0.0), 1),
-                "max_mb": round(max(s.get(name, 0.0) for s in warm), 1),
-                "growth_mb": round(warm[-1].get(name, 0.0) - warm[0].get(name, 0.0), 1),
+                "first_mb": figure(name, "rss", 0),
+                "last_mb": figure(name, "rss", -1),
+                "max_mb": round(max(s.get(name, {}).get("rss", 0.0) for s in warm), 1),
+                "growth_mb": round(figure(name, "rss", -1) - figure(name, "rss", 0), 1),
+                "anon_first_mb": figure(name, "anon", 0),
+                "anon_growth_mb": round(figure(name, "anon", -1) - figure(name, "anon", 0), 1),
             }
             for name in sorted({n for s in warm for n in s})
+        }
+        # The same run's baseline: the first five minutes after the warm-up against the last five.
+        span = self.args.minutes * 60
+        early = [x for t, x in timed if 60 <= t < 360]
+        late = [x for t, x in timed if t >= span - 300]
+        early_p95, late_p95 = _percentile(early, 0.95), _percentile(late, 0.95)
+        drift = {
+            "answer_p95_first_5_min_ms": early_p95,
+            "answer_p95_last_5_min_ms": late_p95,
+            "ratio_last_to_first": round(late_p95 / early_p95, 2)
+            if early_p95 and late_p95
+            else None,
         }
         mentions = sum(1 for a in self.load.asked if a.nth == 1)
         lost = len(unanswered) + store["webhooks_pending"] + store["webhooks_dead"]
@@ -415,7 +445,8 @@ class Soak:
                 "slack_ack": _percentile(self.load.ack_seconds, 0.5),
                 "answer_posted": _percentile(answer_seconds, 0.5),
             },
-            "rss": rss,
+            "latency_drift": drift,
+            "memory": rss,
         }
 
     @staticmethod
