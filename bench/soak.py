@@ -53,6 +53,14 @@ from fakes.atlassian import FAKE_EMAIL, FAKE_TOKEN, FakeConfluence  # noqa: E402
 from fakes.slack_api import SECRET as SLACK_SECRET  # noqa: E402
 from fakes.slack_api import TEAM, FakeSlack, signed_headers  # noqa: E402
 
+from bench.soak_measure import (  # noqa: E402
+    latency_drift,
+    memory,
+    memory_summary,
+    percentile,
+    processes,
+    store_counts,
+)
 from store.db import start_embedded  # noqa: E402
 from sync._webhook_auth import sign  # noqa: E402
 
@@ -103,58 +111,6 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def _memory_mb(pid: int) -> tuple[float, float]:
-    """(RSS, private anonymous memory) in MiB. Postgres backends' RSS grows as they touch more
-    of the shared buffers, which is not a leak; RssAnon is what each process holds alone."""
-    found = {"VmRSS:": 0.0, "RssAnon:": 0.0}
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            key = line.split(":", 1)[0] + ":"
-            if key in found:
-                found[key] = int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return found["VmRSS:"], found["RssAnon:"]
-
-
-def _memory(pids: list[int]) -> dict[str, float]:
-    pairs = [_memory_mb(pid) for pid in pids]
-    return {"rss": sum(r for r, _ in pairs), "anon": sum(a for _, a in pairs)}
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
-def _processes(up: int, pgdata: Path) -> dict[str, list[int]]:
-    named: dict[str, list[int]] = {"up": [up]}
-    for child in _children(up):
-        name = "bot" if _cmdline(child).rstrip().endswith(" bot") else "daemon"
-        named[name] = [child]
-    pid_file = pgdata / "postmaster.pid"
-    if pid_file.exists():
-        postmaster = int(pid_file.read_text().split()[0])
-        named["postgres"] = [postmaster, *_children(postmaster)]
-    return named
-
-
-def _percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 1)
 
 
 class Soak:
@@ -340,8 +296,8 @@ class Soak:
                 raise SystemExit(f"kb up exited ({up.returncode}) under load")
             now = time.monotonic()
             if now >= next_sample:
-                by_name = _processes(up.pid, pgdata)
-                samples.append((now - started, {n: _memory(pids) for n, pids in by_name.items()}))
+                by_name = processes(up.pid, pgdata)
+                samples.append((now - started, {n: memory(pids) for n, pids in by_name.items()}))
                 next_sample += 10
             for name, when in sorted(due.items(), key=lambda kv: kv[1]):
                 if now < when:
@@ -363,7 +319,7 @@ class Soak:
         unanswered = self.load.asked
         while time.monotonic() < deadline:
             unanswered = [a for a in self.load.asked if self._answers(a) < a.nth]
-            if not unanswered and self._store(url)["webhooks_pending"] == 0:
+            if not unanswered and store_counts(url)["webhooks_pending"] == 0:
                 break
             time.sleep(1)
         answer_seconds: list[float] = []
@@ -385,36 +341,10 @@ class Soak:
             json.dumps(c.args.get("metadata", {}).get("event_payload", {}), sort_keys=True)
             for c in notices
         )
-        store = self._store(url)
+        store = store_counts(url)
         processed_p95 = store.pop("webhook_processed_p95_ms")
-        warm = [s for t, s in samples if t >= 60] or [s for _, s in samples]
-
-        def figure(name: str, kind: str, at: int) -> float:
-            return round(warm[at].get(name, {}).get(kind, 0.0), 1)
-
-        rss = {
-            name: {
-                "first_mb": figure(name, "rss", 0),
-                "last_mb": figure(name, "rss", -1),
-                "max_mb": round(max(s.get(name, {}).get("rss", 0.0) for s in warm), 1),
-                "growth_mb": round(figure(name, "rss", -1) - figure(name, "rss", 0), 1),
-                "anon_first_mb": figure(name, "anon", 0),
-                "anon_growth_mb": round(figure(name, "anon", -1) - figure(name, "anon", 0), 1),
-            }
-            for name in sorted({n for s in warm for n in s})
-        }
-        # The same run's baseline: the first five minutes after the warm-up against the last five.
-        span = self.args.minutes * 60
-        early = [x for t, x in timed if 60 <= t < 360]
-        late = [x for t, x in timed if t >= span - 300]
-        early_p95, late_p95 = _percentile(early, 0.95), _percentile(late, 0.95)
-        drift = {
-            "answer_p95_first_5_min_ms": early_p95,
-            "answer_p95_last_5_min_ms": late_p95,
-            "ratio_last_to_first": round(late_p95 / early_p95, 2)
-            if early_p95 and late_p95
-            else None,
-        }
+        memory = memory_summary(samples)
+        drift = latency_drift(timed, self.args.minutes * 60)
         mentions = sum(1 for a in self.load.asked if a.nth == 1)
         lost = len(unanswered) + store["webhooks_pending"] + store["webhooks_dead"]
         return {
@@ -436,49 +366,17 @@ class Soak:
             "notices_duplicated": sum(n - 1 for n in notice_ids.values() if n > 1),
             **store,
             "p95_ms": {
-                "slack_ack": _percentile(self.load.ack_seconds, 0.95),
-                "answer_posted": _percentile(answer_seconds, 0.95),
-                "webhook_accept": _percentile(self.load.webhook_seconds, 0.95),
+                "slack_ack": percentile(self.load.ack_seconds, 0.95),
+                "answer_posted": percentile(answer_seconds, 0.95),
+                "webhook_accept": percentile(self.load.webhook_seconds, 0.95),
                 "webhook_processed": processed_p95,
             },
             "p50_ms": {
-                "slack_ack": _percentile(self.load.ack_seconds, 0.5),
-                "answer_posted": _percentile(answer_seconds, 0.5),
+                "slack_ack": percentile(self.load.ack_seconds, 0.5),
+                "answer_posted": percentile(answer_seconds, 0.5),
             },
             "latency_drift": drift,
-            "memory": rss,
-        }
-
-    @staticmethod
-    def _store(url: str) -> dict[str, Any]:
-        with psycopg.connect(url) as conn:
-            events = dict(
-                conn.execute("SELECT status, count(*) FROM webhook_events GROUP BY 1").fetchall()
-            )
-            p95 = conn.execute(
-                "SELECT percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM "
-                "processed_at - received_at)) FROM webhook_events WHERE status = 'done'"
-            ).fetchone()
-            runs = dict(
-                conn.execute(
-                    "SELECT status, count(*) FROM sync_runs WHERE mode = 'incremental' GROUP BY 1"
-                ).fetchall()
-            )
-            notices = dict(
-                conn.execute(
-                    "SELECT CASE WHEN sent_at IS NOT NULL THEN 'sent' WHEN dead_at IS NOT NULL "
-                    "THEN 'dead' ELSE 'pending' END, count(*) FROM outbox WHERE kind = 'notice' "
-                    "GROUP BY 1"
-                ).fetchall()
-            )
-        return {
-            "webhooks_done": int(events.get("done", 0)),
-            "webhooks_superseded": int(events.get("superseded", 0)),
-            "webhooks_pending": int(events.get("pending", 0)),
-            "webhooks_dead": int(events.get("dead", 0)),
-            "webhook_processed_p95_ms": None if not p95 or p95[0] is None else round(p95[0] * 1000),
-            "sync_runs": {str(k): int(v) for k, v in runs.items()},
-            "notices_in_outbox": {str(k): int(v) for k, v in notices.items()},
+            "memory": memory,
         }
 
 
