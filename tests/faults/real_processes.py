@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from fakes.atlassian import FAKE_EMAIL, FAKE_TOKEN, FakeConfluence
+from fakes.atlassian import FAKE_EMAIL, FAKE_TOKEN, FakeConfluence, FakeJira
 from fakes.http import Request, Response
 from fakes.slack_api import SECRET as SLACK_SECRET
 from fakes.slack_api import TEAM, Call, FakeSlack, signed_headers
@@ -156,6 +156,7 @@ class World:
     wiki: StallingConfluence
     folder: Path
     model: tuple[str, str] = ("", "")  # (key, url) of the fake Messages API, if any
+    jira: FakeJira | None = None  # a fake Jira (project OPS) too, when asked for
     http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=30))
     processes: list[KbProcess] = field(default_factory=list)
 
@@ -182,6 +183,15 @@ class World:
             "CONFLUENCE_TIMEOUT": "2",
             "CONFLUENCE_ATTEMPTS": "2",
         }
+        if self.jira is not None:
+            env |= {
+                "JIRA_BASE_URL": self.jira.base_url,
+                "JIRA_EMAIL": FAKE_EMAIL,
+                "JIRA_API_TOKEN": FAKE_TOKEN,
+                "JIRA_PROJECTS": "OPS",
+                "JIRA_TIMEOUT": "2",
+                "JIRA_ATTEMPTS": "2",
+            }
         if self.model[0]:
             env |= {"ANTHROPIC_API_KEY": self.model[0], "ANTHROPIC_BASE_URL": self.model[1]}
         return env | extra
@@ -256,8 +266,15 @@ class World:
 
     def webhook(self, daemon: KbProcess, page_id: str, delivery: str) -> int:
         body = json.dumps({"page": {"id": page_id}}).encode()
+        return self._deliver(daemon, "confluence/page_updated", body, delivery)
+
+    def jira_webhook(self, daemon: KbProcess, issue_id: str, key: str, delivery: str) -> int:
+        event = {"webhookEvent": "jira:issue_updated", "issue": {"id": issue_id, "key": key}}
+        return self._deliver(daemon, "jira", json.dumps(event).encode(), delivery)
+
+    def _deliver(self, daemon: KbProcess, route: str, body: bytes, delivery: str) -> int:
         response = self.http.post(
-            f"http://127.0.0.1:{daemon.port}/webhooks/confluence/page_updated",
+            f"http://127.0.0.1:{daemon.port}/webhooks/{route}",
             content=body,
             headers={
                 "Content-Type": "application/json",
@@ -333,15 +350,18 @@ def world(
     model: tuple[str, str] = ("", ""),
     *,
     limit_cap: int | None = None,
+    jira: bool = False,
 ) -> Iterator[World]:
-    """``limit_cap``: Confluence answers lists in pages of at most that many results."""
+    """``limit_cap``: Confluence answers lists in pages of at most that many results;
+    ``jira``: a fake Jira is configured too."""
     with (
         own_database(pg_url) as database_url,
         HoldingSlack() as slack,
         StallingConfluence(cloud=True, limit_cap=limit_cap) as wiki,
+        FakeJira(cloud=True) as fake_jira,
     ):
         assert isinstance(slack, HoldingSlack)
-        here = World(database_url, slack, wiki, folder, model)
+        here = World(database_url, slack, wiki, folder, model, fake_jira if jira else None)
         try:
             yield here
         finally:

@@ -10,6 +10,7 @@ module. For each fault, a page is edited and then
 * Confluence's webhook for the page arrives while fetching the page misbehaves: the delivery
   is kept pending with the fault as its error (retried later, not lost, not dead), the
   previous version stays searchable; a later delivery, once the fault clears, indexes it.
+  The same for Jira's webhook for an issue.
 
 The daemon stays up throughout and logs no traceback.
 """
@@ -19,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
-from fakes.atlassian import FakeConfluence, FakePage
+from fakes.atlassian import FakeConfluence, FakeIssue, FakeJira, FakePage
 from fakes.slack_api import Call
 from faults.real_processes import KbProcess, World, world
 
@@ -27,7 +28,7 @@ from core.errors import SettingsError
 from sync._atlassian import http_options
 
 ATTEMPTS = 2
-Inject = Callable[[FakeConfluence, str], object]
+Inject = Callable[[FakeConfluence | FakeJira, str], object]
 
 FAULTS: dict[str, tuple[Inject, str, int]] = {
     # name: (how Confluence misbehaves, what the error says, requests one call may make)
@@ -61,8 +62,8 @@ FAULTS: dict[str, tuple[Inject, str, int]] = {
 
 
 class Rig:
-    def __init__(self, here: World, daemon: KbProcess, page: FakePage) -> None:
-        self.here, self.daemon, self.page = here, daemon, page
+    def __init__(self, here: World, daemon: KbProcess, page: FakePage, issue: FakeIssue) -> None:
+        self.here, self.daemon, self.page, self.issue = here, daemon, page, issue
         self.edits = 0
         self.requests = 0
 
@@ -106,12 +107,14 @@ class Rig:
 
 @pytest.fixture(scope="module")
 def rig(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
-    with world(pg_url, tmp_path_factory.mktemp("atlassian-faults")) as here:
+    with world(pg_url, tmp_path_factory.mktemp("atlassian-faults"), jira=True) as here:
+        assert here.jira is not None
         page = here.wiki.add_page("ENG", "VPN access for Windows", "<p>Use NWP-AOVPN.</p>")
         here.wiki.add_page("ENG", "Deploy trains", "<p>Trains leave on Tuesdays.</p>")
+        issue = here.jira.add_issue("OPS", "VPN outage", "The VPN gateway is down.")
         daemon = here.process("daemon", "daemon")
-        here.start_daemon(daemon, synced=2)
-        yield Rig(here, daemon, page)
+        here.start_daemon(daemon, synced=3)
+        yield Rig(here, daemon, page, issue)
 
 
 @pytest.mark.parametrize("fault", list(FAULTS))
@@ -178,6 +181,52 @@ def test_a_webhook_fetch_against_a_failing_confluence_is_kept_for_a_retry_not_lo
         lambda: here.sql("SELECT count(*) FROM webhook_events WHERE status = 'pending'")[0][0] == 0,
     )
     assert here.sql("SELECT count(*) FROM webhook_events WHERE status = 'dead'")[0][0] == 0
+    rig.healthy()
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_a_jira_webhook_fetch_against_a_failing_jira_is_kept_for_a_retry_not_lost(
+    rig: Rig, fault: str
+) -> None:
+    inject, says, tries = FAULTS[fault]
+    here, jira, key = rig.here, rig.here.jira, rig.issue.key
+    assert jira is not None
+    artifact = f"jira:{key}"
+
+    def indexed() -> str:
+        rows = here.sql("SELECT text FROM chunks WHERE artifact_id = %s ORDER BY ord", artifact)
+        return "\n".join(str(r[0]) for r in rows)
+
+    before = indexed()
+    edited = f"The VPN gateway is back ({fault})."
+    jira.edit_issue(key, description=edited)
+    path = f"/rest/api/3/issue/{key}"
+    inject(jira, path)
+    calls_before = len(jira.requests_to(path))
+    delivery = f"jira-first-{fault}"
+    assert here.jira_webhook(rig.daemon, rig.issue.id, key, delivery) == 202
+
+    def attempted() -> list[tuple[object, ...]]:
+        return here.sql(
+            "SELECT status, attempts, last_error FROM webhook_events "
+            "WHERE delivery_id = %s AND attempts > 0",
+            f"id:{delivery}",
+        )
+
+    here.wait("the failed fetch to be recorded", lambda: bool(attempted()))
+    ((status, attempts, error),) = attempted()
+    assert (status, attempts) == ("pending", 1) and says in str(error)
+    assert len(jira.requests_to(path)) - calls_before == tries
+    assert indexed() == before, "the previous version stays searchable"
+    rig.healthy()
+
+    jira.clear_faults()
+    assert here.jira_webhook(rig.daemon, rig.issue.id, key, f"jira-second-{fault}") == 202
+    here.wait("the issue to be re-indexed", lambda: edited in indexed())
+    here.wait(
+        "no delivery left pending",
+        lambda: here.sql("SELECT count(*) FROM webhook_events WHERE status = 'pending'")[0][0] == 0,
+    )
     rig.healthy()
 
 
