@@ -228,9 +228,17 @@ class OutboxDeliverer:
 
     # --- orphans --------------------------------------------------------------------------------
 
-    def _recover_orphans(self) -> None:
+    def take_over(self) -> None:
+        """Settle every claim left by an earlier deliverer now, not once its lease runs out.
+        Only for the one deliverer of a store (the active daemon's, store/daemon_lock.py):
+        any other claim then belongs to a process that has stopped or died, mid-send
+        perhaps, so each is checked with the platform before it is sent again."""
+        self._recover_orphans(lease_seconds=0.0, limit=1000)
+
+    def _recover_orphans(self, *, lease_seconds: float | None = None, limit: int = 20) -> None:
+        lease = self.policy.lease_seconds if lease_seconds is None else lease_seconds
         with self._db.connection() as conn:
-            orphans = outbox.reclaim_stale(conn, self._id, self.policy.lease_seconds, 20)
+            orphans = outbox.reclaim_stale(conn, self._id, lease, limit)
         for claimed in orphans:
             try:
                 message = parse_payload(claimed.kind, claimed.payload)

@@ -93,6 +93,12 @@ class Daemon:
             released = sync_state.release_abandoned_requests(conn)
         if released:
             log.warning("re-queued %d sync request(s) abandoned by a stopped daemon", released)
+        if self.deliverer is not None:
+            try:
+                # This is now the store's only deliverer: what another left claimed is orphaned.
+                self.deliverer.take_over()
+            except Exception:  # the lease still recovers them later
+                log.exception("could not take over the outbox claims of a stopped daemon")
         scheduler = BackgroundScheduler(timezone=UTC)
         for name in self.connectors:
             scheduler.add_job(

@@ -12,6 +12,7 @@ import json
 import logging
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, TypedDict, TypeVar
@@ -325,6 +326,27 @@ def site_from(values: Mapping[str, str], prefix: str) -> AtlassianSite | None:
             "token (Data Center)",
         )
     return AtlassianSite(base_url=base.rstrip("/"), email=email, token=Secret(token))
+
+
+def http_options(values: Mapping[str, str], prefix: str) -> ConnectorOptions:
+    """``<PREFIX>_TIMEOUT`` (seconds one request may take, default 30) and ``<PREFIX>_ATTEMPTS``
+    (tries per request, default 5): how long a hanging or failing site can hold a sync."""
+    options = ConnectorOptions()
+    timeout = values.get(f"{prefix}_TIMEOUT", "").strip()
+    if timeout:
+        try:
+            seconds = float(timeout)
+        except ValueError:
+            seconds = 0.0
+        if not 0 < seconds <= 600:
+            raise SettingsError(f"{prefix}_TIMEOUT", "must be a number of seconds, 0 < s <= 600")
+        options["timeout"] = seconds
+    attempts = values.get(f"{prefix}_ATTEMPTS", "").strip()
+    if attempts:
+        if not attempts.isascii() or not attempts.isdigit() or not 1 <= int(attempts) <= 10:
+            raise SettingsError(f"{prefix}_ATTEMPTS", "must be a whole number from 1 to 10")
+        options["policy"] = replace(DEFAULT_POLICY, attempts=int(attempts))
+    return options
 
 
 def key_list(values: Mapping[str, str], key: str) -> tuple[str, ...]:

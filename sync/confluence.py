@@ -38,6 +38,7 @@ from sync._atlassian import (
     as_map,
     as_str,
     attempt_listed,
+    http_options,
     in_pool,
     key_list,
     resolve_link,
@@ -398,9 +399,10 @@ if TYPE_CHECKING:
 def connect_confluence(values: Mapping[str, str]) -> ConfluenceConnector | None:
     """The connector over CONFLUENCE_SPACES, or None when CONFLUENCE_BASE_URL is not set."""
     site = site_from(values, "CONFLUENCE")
-    return (
-        None if site is None else ConfluenceConnector(site, key_list(values, "CONFLUENCE_SPACES"))
-    )
+    if site is None:
+        return None
+    options = http_options(values, "CONFLUENCE")
+    return ConfluenceConnector(site, key_list(values, "CONFLUENCE_SPACES"), **options)
 
 
 def check_confluence(values: Mapping[str, str]) -> None:
@@ -419,6 +421,8 @@ CONFLUENCE = SourceSpec(
         "CONFLUENCE_EMAIL",
         "CONFLUENCE_API_TOKEN",
         "CONFLUENCE_SPACES",
+        "CONFLUENCE_TIMEOUT",
+        "CONFLUENCE_ATTEMPTS",
     ),
     enabled_by="CONFLUENCE_BASE_URL",
     connect=connect_confluence,

@@ -23,6 +23,7 @@ from sync._atlassian import (
     Item,
     PooledConnector,
     attempt_listed,
+    http_options,
     in_pool,
     key_list,
     site_from,
@@ -261,7 +262,8 @@ def connect_jira(values: Mapping[str, str]) -> JiraConnector | None:
     if site is None:
         return None
     jql = values.get("JIRA_JQL", "").strip() or None
-    return JiraConnector(site, projects=key_list(values, "JIRA_PROJECTS"), jql=jql)
+    options = http_options(values, "JIRA")
+    return JiraConnector(site, projects=key_list(values, "JIRA_PROJECTS"), jql=jql, **options)
 
 
 def check_jira(values: Mapping[str, str]) -> None:
@@ -281,7 +283,15 @@ def _parse_webhook(path_event: str | None, body: Mapping[str, Any]) -> WebhookCh
 JIRA = SourceSpec(
     name="jira",
     scope_noun="PROJECT",
-    settings_keys=("JIRA_BASE_URL", "JIRA_EMAIL", "JIRA_API_TOKEN", "JIRA_PROJECTS", "JIRA_JQL"),
+    settings_keys=(
+        "JIRA_BASE_URL",
+        "JIRA_EMAIL",
+        "JIRA_API_TOKEN",
+        "JIRA_PROJECTS",
+        "JIRA_JQL",
+        "JIRA_TIMEOUT",
+        "JIRA_ATTEMPTS",
+    ),
     enabled_by="JIRA_BASE_URL",
     connect=connect_jira,
     parse_webhook=_parse_webhook,
