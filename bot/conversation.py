@@ -22,7 +22,7 @@ import logging
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from bot import bot_state, wording
 from bot.answers import Answer, AnswerFlow, Turn
@@ -96,6 +96,36 @@ class ChatThread(Protocol):
 
     def post_error(self, text: str, question: str | None) -> None:
         """A failure, with a Refresh button for ``question`` when there is one. Must not raise."""
+        ...
+
+
+class AnswerStream(Protocol):
+    """One answer shown while it is generated, then finished in place (docs/ARCHITECTURE.md,
+    "Chat platforms"). Nothing is posted before the first :meth:`append`, so an answer that
+    never streams (a cache hit, a fallback) is posted whole by :meth:`finish`."""
+
+    def append(self, text: str) -> None:
+        """Show more of the answer (text already safe to show: bot.streaming). Must not raise:
+        a platform that refuses or drops the stream leaves the answer to :meth:`finish`."""
+        ...
+
+    def finish(self, answer: Answer) -> None:
+        """The final answer (citations renumbered, sources, feedback controls) replaces
+        whatever was streamed, or is posted if nothing was."""
+        ...
+
+    def fail(self, text: str, question: str | None) -> None:
+        """A failure replaces whatever was streamed (or is posted). Must not raise."""
+        ...
+
+
+@runtime_checkable
+class StreamingThread(ChatThread, Protocol):
+    """A :class:`ChatThread` that can show an answer as it is generated."""
+
+    def open_stream(self) -> AnswerStream | None:
+        """A stream for this question's answer, or None where the platform cannot stream
+        here (Teams channels): the answer is then posted at the end."""
         ...
 
 
@@ -192,28 +222,38 @@ class Conversation:
 
     def _answer(self, question: Question, thread: ChatThread) -> None:
         with thread.working():
+            stream: AnswerStream | None = None
             try:
                 if not question.text:
                     thread.say(wording.EMPTY_QUESTION)
                     return
                 history = thread.history() if question.with_history else ()
+                if isinstance(thread, StreamingThread):
+                    stream = thread.open_stream()
                 answer = self._flow.answer(
                     question.text,
                     scope=self._policy.scope(
                         question.scope_channel or question.channel, direct=question.direct
                     ),
                     history=history,
+                    on_text=stream.append if stream is not None else None,
                 )
                 # Known before the reply lands, so a quick reply to the answer is a follow-up.
                 self._record_thread(question.channel, question.thread)
-                thread.post_answer(answer)
+                if stream is not None:
+                    stream.finish(answer)
+                else:
+                    thread.post_answer(answer)
                 kind = "followups_answered" if question.followup else "answers_posted"
                 self._after_post(question.channel, question.thread, answer, kind)
             except Exception:
                 log.exception(
                     "answering on %s (thread %s) failed", self.platform, question.thread[:40]
                 )
-                thread.post_error(wording.SOMETHING_WRONG, question.text or None)
+                if stream is not None:
+                    stream.fail(wording.SOMETHING_WRONG, question.text or None)
+                else:
+                    thread.post_error(wording.SOMETHING_WRONG, question.text or None)
 
     # --- buttons ------------------------------------------------------------------------------
 
