@@ -54,6 +54,7 @@ class FakeFlow:
     fail: Exception | None = None
     script: Callable[[str], str] | None = None
     streams: bool = False  # a generated answer is streamed to on_text, word by word
+    word_delay: float = 0.0  # seconds between streamed words
     calls: list[FlowCall] = field(default_factory=list)
     posts: list[PostRecord] = field(default_factory=list)
     generations: Counter[str] = field(default_factory=Counter)
@@ -84,6 +85,7 @@ class FakeFlow:
             # Like the real flow: a generated model answer streams, word by word.
             for word in re.findall(r"\S+\s*", text):
                 on_text(word)
+                time.sleep(self.word_delay)
         return Answer(
             question=question,
             standalone_question=question,
