@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import json
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -121,6 +122,7 @@ class FakeMessagesAPI:
         self._released = threading.Event()
         self._server: FakeServer | None = None
         self._first_request = 0  # requests before this index belong to an earlier test
+        self.first_text_at: list[float] = []  # monotonic: when each paced stream's first text left
 
     # -- what tests use ------------------------------------------------------------------
 
@@ -235,6 +237,9 @@ class FakeMessagesAPI:
             if event.startswith(b"event: content_block_delta"):
                 pause = reply.first_token if first else 1 / (reply.tokens_per_s or 1000.0)
                 self._released.wait(pause)
+                if first:
+                    with self._lock:
+                        self.first_text_at.append(time.monotonic())
                 first = False
             yield event
 
