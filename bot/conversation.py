@@ -10,10 +10,11 @@ render; they never word or decide.
 
 Answers run on this conversation's own pool: an adapter's listener only translates and
 returns, so the platform's acknowledgement deadline (Slack's 3 s, Teams' redelivery) never
-waits for the model. Things that grow on this seam without copying: a streamed answer is a
-:class:`ChatThread` whose ``post_answer`` is fed by a stream (start/append/stop); a status line
-("is searching…") is what ``working()`` shows; DMs and an assistant pane are new places an
-adapter builds a :class:`Question` for; native feedback buttons end in :meth:`Conversation.vote`.
+waits for the model. Things that grow on this seam without copying: a streamed answer comes
+from a :class:`StreamingThread`, whose :class:`AnswerStream` the flow feeds as the model writes
+(docs/ARCHITECTURE.md, "Streamed answers"); a status line ("is searching…") is what
+``working()`` shows; DMs and an assistant pane are new places an adapter builds a
+:class:`Question` for; native feedback buttons end in :meth:`Conversation.vote`.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ class ChatThread(Protocol):
 
 class AnswerStream(Protocol):
     """One answer shown while it is generated, then finished in place (docs/ARCHITECTURE.md,
-    "Chat platforms"). Nothing is posted before the first :meth:`append`, so an answer that
+    "Streamed answers"). Nothing is posted before the first :meth:`append`, so an answer that
     never streams (a cache hit, a fallback) is posted whole by :meth:`finish`."""
 
     def append(self, text: str) -> None:

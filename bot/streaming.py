@@ -1,5 +1,5 @@
-"""Model text made fit to show while it is still arriving (docs/ARCHITECTURE.md, "Chat
-platforms", streamed answers).
+"""Model text made fit to show while it is still arriving (docs/ARCHITECTURE.md,
+"Streamed answers").
 
 :class:`CitationGate` sits between the model's raw text deltas and a platform's stream. It
 shows text as it comes, except for what could still turn out to be unsafe:

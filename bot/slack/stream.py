@@ -1,6 +1,6 @@
 """A Slack answer streamed into its thread: ``chat.startStream`` at the first text,
 ``chat.appendStream`` as more arrives, ``chat.stopStream`` and then ``chat.update`` with the
-final blocks (docs/ARCHITECTURE.md, "Chat platforms").
+final blocks (docs/ARCHITECTURE.md, "Streamed answers").
 
 ``chat.stopStream`` can only add blocks under the streamed text, and the final answer must
 replace it (renumbered citations, the sources block, the feedback controls, or the failure

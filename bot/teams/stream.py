@@ -1,5 +1,5 @@
 """A Teams answer streamed into a personal chat with Teams' streaming protocol
-(docs/ARCHITECTURE.md, "Chat platforms").
+(docs/ARCHITECTURE.md, "Streamed answers").
 
 Each update is a ``typing`` activity whose text is everything shown so far, carrying a
 ``streaminfo`` entity (``streamType: streaming``, ``streamSequence`` 1, 2, …; the id Teams
