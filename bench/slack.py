@@ -285,9 +285,21 @@ def streaming(db: Database, pairs: int, first_token: float, rate: float) -> dict
         "model_first_token_to_first_streamed_text_ms": stats(first_gap_ms),
         "mention_to_first_streamed_text_ms": stats(first_text_ms),
         "mention_to_full_answer_ms": {k: stats(v) for k, v in full_ms.items()},
-        "full_answer_p50_ratio_streamed_over_post_at_end": round(
-            percentile(full_ms["streamed"], 0.5) / percentile(full_ms["post_at_end"], 0.5), 3
-        ),
+        "full_answer_ratio_streamed_over_post_at_end": {
+            "p50": round(
+                percentile(full_ms["streamed"], 0.5) / percentile(full_ms["post_at_end"], 0.5), 3
+            ),
+            "p95": round(
+                percentile(full_ms["streamed"], 0.95) / percentile(full_ms["post_at_end"], 0.95),
+                3,
+            ),
+            "median_of_pairs": round(
+                statistics.median(
+                    s / b for s, b in zip(full_ms["streamed"], full_ms["post_at_end"], strict=True)
+                ),
+                3,
+            ),
+        },
     }
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes.anthropic_api import FakeMessagesAPI, fake_anthropic, paced, stream_error
+from fakes.anthropic_api import FakeMessagesAPI, fake_anthropic, overloaded, paced, stream_error
 from fakes.connector import MemoryConnector
 from fakes.embedder import HashingEmbedder
 from fakes.slack_api import TEAM, RunningBot, running_bot
@@ -18,6 +18,7 @@ from fakes.slack_api import TEAM, RunningBot, running_bot
 from bot.answerer import ClaudeAnswerer, make_client
 from bot.answers import UNAVAILABLE_TEXT
 from bot.condense import condense_without_model
+from bot.fallback import FALLBACK_LABEL
 from bot.flow import Flow
 from store.cache import DiskAnswerCache, StoreHashes
 from store.db import Database
@@ -176,3 +177,12 @@ def test_a_model_error_mid_stream_ends_with_couldnt_answer_and_no_half_cited_sen
     assert "NWP-AOVPN" not in shown and "Macs" not in shown
     assert "kb_refresh" in shown  # Refresh, to try again
     assert len(rig.api.requests) == 1  # a stream that showed text is not retried
+
+
+def test_a_model_that_fails_before_any_text_gets_the_quoted_answer_posted_whole(rig: Rig) -> None:
+    rig.api.script(overloaded())
+    rig.ask("1700000000.000100")
+    [post] = _finished(rig)
+    assert post.method == "chat.postMessage"
+    assert FALLBACK_LABEL in post.args["text"] and "NWP-AOVPN" in post.args["text"]
+    assert not rig.bot.slack.calls_to("chat.startStream")
