@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,10 @@ def test_a_cache_miss_streams_the_answer_and_finishes_with_citations_sources_and
     for invented in ("[3]", "[9]", "[ 9", "[9"):
         assert all(invented not in p for p in pieces)
     assert not any(p.endswith("[") for p in pieces)
+    # Coalesced for Slack's rate limits: far fewer calls than words, 200 ms or more apart.
+    assert len(pieces) < len(ANSWER.split()) / 2
+    sent = [c.at for c in rig.calls("chat.startStream", "chat.appendStream")]
+    assert all(later - earlier >= 0.19 for earlier, later in pairwise(sent))
 
     # Then stopped, and the message rewritten with the blocks a posted answer has.
     order = [c.method for c in rig.calls(*STREAM_METHODS, "chat.update", "chat.postMessage")]
