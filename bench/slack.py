@@ -246,7 +246,10 @@ def streaming(db: Database, pairs: int, first_token: float, rate: float) -> dict
         api.script(paced(STREAM_ANSWER, first_token=first_token, tokens_per_s=rate))
         flow, (cache, client) = _real_flow(db, api, Path(cache_dir))
         try:
-            with running_bot(db, flow) as streamed, running_bot(db, PostAtEnd(flow)) as baseline:
+            with (
+                running_bot(db, flow, streaming=True) as streamed,
+                running_bot(db, PostAtEnd(flow), streaming=True) as baseline,
+            ):
                 for i in range(2 * pairs + 2):
                     bot, kind = (streamed, "streamed") if i % 2 == 0 else (baseline, "post_at_end")
                     ts = f"1800000200.{i:06d}"

@@ -88,6 +88,9 @@ class FakeSlack:
     messages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     response_url_status: int = 200
     member_of: set[str] = field(default_factory=set)  # channels the bot is in (conversations.info)
+    # Whether this workspace lets the app stream; without it chat.startStream answers
+    # not_allowed and kb-bot posts each answer whole (what suites written before streaming see).
+    streaming: bool = False
     _failures: dict[str, deque[_Failure]] = field(default_factory=dict)
     _lock: threading.Condition = field(default_factory=threading.Condition)
     _ts: Iterator[int] = field(default_factory=lambda: itertools.count(1))
@@ -262,6 +265,8 @@ class FakeSlack:
         channel = str(args.get("channel") or "")
         text = str(args.get("markdown_text") or "")
         if method == "chat.startStream":
+            if not self.streaming:
+                return {"ok": False, "error": "not_allowed"}
             if not args.get("thread_ts"):
                 return {"ok": False, "error": "invalid_thread_ts"}
             if channel[:1] in ("C", "G") and not (
@@ -467,10 +472,16 @@ class RunningBot:
 
 @contextmanager
 def running_bot(
-    db: Database, flow: AnswerFlow, *, bot_user: str = BOT_USER, **env: str | None
+    db: Database,
+    flow: AnswerFlow,
+    *,
+    bot_user: str = BOT_USER,
+    streaming: bool = False,
+    **env: str | None,
 ) -> Iterator[RunningBot]:
-    """A fake Slack, the real Bolt app as ``kb bot`` builds and mounts it, served over HTTP."""
-    with FakeSlack(bot_user=bot_user) as slack:
+    """A fake Slack, the real Bolt app as ``kb bot`` builds and mounts it, served over HTTP;
+    ``streaming``: the workspace lets answers stream."""
+    with FakeSlack(bot_user=bot_user, streaming=streaming) as slack:
         settings = bot_settings(slack, **env)
         mount = build_slack(settings, flow, db)
         server = start_http_server([mount], db)

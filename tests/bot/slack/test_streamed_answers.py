@@ -72,7 +72,7 @@ def rig(db: Database, tmp_path: Path) -> Iterator[Rig]:
             answerer=ClaudeAnswerer(client, "claude-test-model"),
             condense=condense_without_model,
         )
-        with running_bot(db, flow) as bot:
+        with running_bot(db, flow, streaming=True) as bot:
             yield Rig(api, bot)
         api.release()
     cache.close()
@@ -148,10 +148,11 @@ def test_a_cache_hit_is_posted_at_once_and_not_streamed(rig: Rig) -> None:
     assert len(rig.api.requests) == 1
 
 
+@pytest.mark.parametrize("refusal", ["not_allowed", "missing_scope", "unknown_method"])
 def test_a_workspace_that_refuses_streaming_gets_one_post_with_the_whole_answer(
-    rig: Rig,
+    rig: Rig, refusal: str
 ) -> None:
-    rig.bot.slack.fail("chat.startStream", status=200, error="not_allowed")
+    rig.bot.slack.fail("chat.startStream", status=200, error=refusal)
     rig.api.script(paced(ANSWER, first_token=0.05, tokens_per_s=400))
     rig.ask("1700000000.000100")
     [post] = _finished(rig)
