@@ -42,7 +42,8 @@ class FakeFlow:
     ``cache=True`` behaves like the real answer cache for benches: the first ask of a question
     "generates" (taking ``delay`` seconds, once even when asked concurrently), later asks are
     cached hits. ``fail`` makes ``answer`` raise; ``mode`` labels the answer; ``streams``
-    streams a generated claude answer to the platform, as the real flow does.
+    streams a generated claude answer to the platform, as the real flow does (and ``fail``
+    then raises after the text went out).
     """
 
     text: str = "Use **the VPN portal** [1] and rotate the cert as in OPS-7 [2]."
@@ -73,7 +74,7 @@ class FakeFlow:
     ) -> Answer:
         with self._lock:
             self.calls.append(FlowCall(question, scope, tuple(history), fresh))
-        if self.fail is not None:
+        if self.fail is not None and not (self.streams and on_text is not None):
             raise self.fail
         if self.cache and not fresh:
             cached, unit = self._single_flight(question)
@@ -86,6 +87,8 @@ class FakeFlow:
             for word in re.findall(r"\S+\s*", text):
                 on_text(word)
                 time.sleep(self.word_delay)
+            if self.fail is not None:
+                raise self.fail  # after the text went out: a failure mid-answer
         return Answer(
             question=question,
             standalone_question=question,

@@ -14,6 +14,7 @@ import pytest
 from fakes.anthropic_api import FakeMessagesAPI, fake_anthropic, overloaded, paced, stream_error
 from fakes.connector import MemoryConnector
 from fakes.embedder import HashingEmbedder
+from fakes.flow import FakeFlow
 from fakes.slack_api import TEAM, RunningBot, running_bot
 
 from bot.answerer import ClaudeAnswerer, make_client
@@ -21,6 +22,7 @@ from bot.answers import UNAVAILABLE_TEXT
 from bot.condense import condense_without_model
 from bot.fallback import FALLBACK_LABEL
 from bot.flow import Flow
+from bot.wording import SOMETHING_WRONG
 from store.cache import DiskAnswerCache, StoreHashes
 from store.db import Database
 from store.schema import bind_embedder
@@ -192,3 +194,18 @@ def test_a_model_that_fails_before_any_text_gets_the_quoted_answer_posted_whole(
     assert post.method == "chat.postMessage"
     assert FALLBACK_LABEL in post.args["text"] and "NWP-AOVPN" in post.args["text"]
     assert not rig.bot.slack.calls_to("chat.startStream")
+
+
+def test_a_failure_after_the_text_went_out_replaces_the_streamed_text_with_the_error(
+    db: Database,
+) -> None:
+    flow = FakeFlow(streams=True, fail=RuntimeError("store down"))
+    with running_bot(db, flow, streaming=True) as bot:
+        assert bot.mention("how do I rotate the VPN cert?", channel="CENG", ts="1.1").status_code
+        [update] = bot.slack.wait_calls("chat.update", timeout=10)
+        [start] = bot.slack.calls_to("chat.startStream")
+        assert start.args["markdown_text"].startswith("Use")  # the answer had begun to show
+        shown = str(bot.slack.message("CENG", update.args["ts"])["blocks"])
+        assert SOMETHING_WRONG in shown and "VPN portal" not in shown
+        assert "kb_refresh" in shown
+        assert not bot.slack.calls_to("chat.postMessage")

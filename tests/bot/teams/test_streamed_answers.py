@@ -20,6 +20,7 @@ from fakes.teams import (
     running_teams_bot,
 )
 
+from bot.wording import SOMETHING_WRONG
 from store.db import Database
 
 ANSWER = "Open the VPN portal [1] and pick the Windows profile, then rotate the cert [2]."
@@ -70,3 +71,18 @@ def test_a_channel_answer_is_posted_at_the_end_without_streaming(bot: RunningTea
     assert reply.conversation.startswith(CHANNEL)
     assert not any(_stream_info(s) for s in bot.connector.sent)
     assert reply.card["body"][0]["text"] == ANSWER
+
+
+def test_a_failure_after_the_text_went_out_ends_the_stream_with_the_error_card(
+    module_db: Database,
+) -> None:
+    flow = FakeFlow(text=ANSWER, streams=True, word_delay=0.05, fail=RuntimeError("store down"))
+    with running_teams_bot(reset_teams_tables(module_db), flow) as bot:
+        bot.post(personal_message(bot.connector.url, "how do I rotate the VPN cert?", id="p1"))
+        [final] = bot.connector.wait_messages(timeout=10)
+        updates = [s for s in bot.connector.sent if _stream_info(s) and s.body["type"] == "typing"]
+        assert updates and updates[0].body["text"] == "Open "  # the answer had begun to show
+        info = _stream_info(final)
+        assert info and info["streamType"] == "final"
+        assert info["streamId"] == updates[0].activity_id
+        assert SOMETHING_WRONG in final.card_text and "VPN portal" not in final.card_text
