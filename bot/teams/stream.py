@@ -43,8 +43,7 @@ class TeamsAnswerStream:
         self._thread = thread
         self._coalesce = coalesce
         self._clock = clock
-        self._text = ""  # everything shown or about to be (Teams wants it whole each time)
-        self._sent = ""
+        self._text = ""  # everything shown so far: each update carries it whole
         self._stream_id: str | None = None
         self._sequence = 0
         self._sent_at = 0.0
@@ -88,7 +87,7 @@ class TeamsAnswerStream:
                 self._refused = True
                 return
             self._stream_id = sent
-        self._sent, self._sent_at = self._text, self._clock()
+        self._sent_at = self._clock()
 
     def _final(self, activity: Activity) -> None:
         if self._stream_id is None:

@@ -28,13 +28,14 @@ import httpx
 
 from bot.answers import AnswerFlow
 from bot.host import RunningServer, start_http_server
+from fakes import slack_streams
 from fakes.http import FakeServer, Request, Response
+from fakes.slack_streams import BOT_ID
 from kb.chat_wiring import build_slack
 from kb.settings import Settings, load_settings
 from store.db import Database
 
 BOT_USER = "UKBBOT"
-BOT_ID = "BKBBOT"
 TEAM = "T0KB"
 SECRET = "test-signing-secret"
 ADMIN = "UADMIN"
@@ -234,7 +235,7 @@ class FakeSlack:
             self.messages.setdefault(str(args.get("channel")), []).append(message)
             return {"ok": True, "channel": args.get("channel"), "ts": ts, "message": message}
         if method.endswith("Stream") and method.startswith("chat."):
-            return self._stream(method, args)
+            return slack_streams.answer(self, method, args)
         if method == "chat.update":
             for message in self.messages.get(str(args.get("channel")), []):
                 if message["ts"] == args.get("ts"):
@@ -258,67 +259,13 @@ class FakeSlack:
             return self._read(method, args)
         return {"ok": False, "error": "unknown_method"}
 
-    def _stream(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
-        """``chat.startStream`` / ``appendStream`` / ``stopStream`` as Slack documents them: a
-        stream is a reply in a thread, needs its recipient in a channel, takes markdown text
-        until it is stopped; ``stopStream`` may add blocks at the bottom."""
-        channel = str(args.get("channel") or "")
-        text = str(args.get("markdown_text") or "")
-        if method == "chat.startStream":
-            if not self.streaming:
-                return {"ok": False, "error": "not_allowed"}
-            if not args.get("thread_ts"):
-                return {"ok": False, "error": "invalid_thread_ts"}
-            if channel[:1] in ("C", "G") and not (
-                args.get("recipient_user_id") and args.get("recipient_team_id")
-            ):
-                return {"ok": False, "error": "invalid_arguments"}
-            ts = self._next_ts(channel)
-            message = {
-                "type": "message",
-                "ts": ts,
-                "user": self.bot_user,
-                "bot_id": BOT_ID,
-                "text": text,
-                "blocks": [],
-                "thread_ts": args["thread_ts"],
-                "streaming": True,
-            }
-            self.messages.setdefault(channel, []).append(message)
-            return {"ok": True, "channel": channel, "ts": ts}
-        found = [m for m in self.messages.get(channel, []) if m["ts"] == args.get("ts")]
-        if not found:
-            return {"ok": False, "error": "message_not_found"}
-        message = found[0]
-        if not message.get("streaming"):
-            return {"ok": False, "error": "message_not_in_streaming_state"}
-        message["text"] += text
-        if method == "chat.stopStream":
-            message["streaming"] = False
-            message["blocks"] = [*message["blocks"], *(args.get("blocks") or [])]
-        return {"ok": True, "channel": channel, "ts": message["ts"]}
-
-    def streamed_text(self, channel: str, ts: str) -> list[str]:
-        """Each text the stream ``ts`` showed, in order: its start, every append and stop."""
-        thread = self.message(channel, ts).get("thread_ts")
-        with self._lock:
-            return [
-                str(c.args.get("markdown_text") or "")
-                for c in self.calls
-                if c.status == 200
-                and c.args.get("channel") == channel
-                and (
-                    (c.method == "chat.startStream" and c.args.get("thread_ts") == thread)
-                    or (
-                        c.method in ("chat.appendStream", "chat.stopStream")
-                        and c.args.get("ts") == ts
-                    )
-                )
-            ]
-
     def message(self, channel: str, ts: str) -> dict[str, Any]:
         with self._lock:
             return next(m for m in self.messages.get(channel, []) if m["ts"] == ts)
+
+    def streamed_text(self, channel: str, ts: str) -> list[str]:
+        """Each text the stream ``ts`` showed, in order: its start, every append and stop."""
+        return slack_streams.streamed_text(self, channel, ts)
 
     def _read(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
         channel = self.messages.get(str(args.get("channel")), [])
