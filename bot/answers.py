@@ -5,7 +5,7 @@ Slack, Teams, ``kb ask`` and ``kb demo`` all go through one :class:`AnswerFlow`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, Protocol
@@ -64,10 +64,13 @@ class AnswerFlow(Protocol):
         scope: Scope,
         history: Sequence[Turn] = (),
         fresh: bool = False,
+        on_text: Callable[[str], None] | None = None,
     ) -> Answer:
         """Answer ``question`` (a follow-up when ``history`` is given) within ``scope``.
 
         ``fresh`` bypasses the cache (the Refresh button) and replaces the cached unit.
+        ``on_text`` receives the answer's text as it is generated, already safe to show
+        (bot.streaming); it is never called for a cache hit or a fallback answer.
         """
         ...
 

@@ -10,10 +10,11 @@ render; they never word or decide.
 
 Answers run on this conversation's own pool: an adapter's listener only translates and
 returns, so the platform's acknowledgement deadline (Slack's 3 s, Teams' redelivery) never
-waits for the model. Things that grow on this seam without copying: a streamed answer is a
-:class:`ChatThread` whose ``post_answer`` is fed by a stream (start/append/stop); a status line
-("is searching…") is what ``working()`` shows; DMs and an assistant pane are new places an
-adapter builds a :class:`Question` for; native feedback buttons end in :meth:`Conversation.vote`.
+waits for the model. Things that grow on this seam without copying: a streamed answer comes
+from a :class:`StreamingThread`, whose :class:`AnswerStream` the flow feeds as the model writes
+(docs/ARCHITECTURE.md, "Streamed answers"); a status line ("is searching…") is what
+``working()`` shows; DMs and an assistant pane are new places an adapter builds a
+:class:`Question` for; native feedback buttons end in :meth:`Conversation.vote`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import logging
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from bot import bot_state, suggestions, wording
 from bot.answers import Answer, AnswerFlow, Turn
@@ -98,6 +99,36 @@ class ChatThread(Protocol):
 
     def post_error(self, text: str, question: str | None) -> None:
         """A failure, with a Refresh button for ``question`` when there is one. Must not raise."""
+        ...
+
+
+class AnswerStream(Protocol):
+    """One answer shown while it is generated, then finished in place (docs/ARCHITECTURE.md,
+    "Streamed answers"). Nothing is posted before the first :meth:`append`, so an answer that
+    never streams (a cache hit, a fallback) is posted whole by :meth:`finish`."""
+
+    def append(self, text: str) -> None:
+        """Show more of the answer (text already safe to show: bot.streaming). Must not raise:
+        a platform that refuses or drops the stream leaves the answer to :meth:`finish`."""
+        ...
+
+    def finish(self, answer: Answer) -> None:
+        """The final answer (citations renumbered, sources, feedback controls) replaces
+        whatever was streamed, or is posted if nothing was."""
+        ...
+
+    def fail(self, text: str, question: str | None) -> None:
+        """A failure replaces whatever was streamed (or is posted). Must not raise."""
+        ...
+
+
+@runtime_checkable
+class StreamingThread(ChatThread, Protocol):
+    """A :class:`ChatThread` that can show an answer as it is generated."""
+
+    def open_stream(self) -> AnswerStream | None:
+        """A stream for this question's answer, or None where the platform cannot stream
+        here (Teams channels): the answer is then posted at the end."""
         ...
 
 
@@ -196,6 +227,7 @@ class Conversation:
 
     def _answer(self, question: Question, thread: ChatThread) -> None:
         with thread.working():
+            stream: AnswerStream | None = None
             try:
                 if not question.text:
                     thread.say(wording.EMPTY_QUESTION)
@@ -204,14 +236,28 @@ class Conversation:
                 scope = self._policy.scope(
                     question.scope_channel or question.channel, direct=question.direct
                 )
-                answer = self._flow.answer(question.text, scope=scope, history=history)
+                if isinstance(thread, StreamingThread):
+                    stream = thread.open_stream()
+                answer = self._flow.answer(
+                    question.text,
+                    scope=scope,
+                    history=history,
+                    on_text=stream.append if stream is not None else None,
+                )
                 # Known before the reply lands, so a quick reply to the answer is a follow-up.
                 self._record_thread(question.channel, question.thread)
-                thread.post_answer(answer)
+                if stream is not None:
+                    stream.finish(answer)
+                else:
+                    thread.post_answer(answer)
                 kind = "followups_answered" if question.followup else "answers_posted"
                 self._after_post(question.channel, question.thread, answer, kind, scope)
             except Exception:
-                thread.post_error(self._failure_text(question.thread), question.text or None)
+                text = self._failure_text(question.thread)
+                if stream is not None:
+                    stream.fail(text, question.text or None)
+                else:
+                    thread.post_error(text, question.text or None)
 
     def _failure_text(self, thread: str) -> str:
         """What to tell the asker when answering raised (called in the ``except``): that the

@@ -6,7 +6,7 @@ fallback never import the Anthropic SDK: a process without a model does not pay 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -35,8 +35,16 @@ class Draft:
 
 class Answerer(Protocol):
     def answer(
-        self, question: str, passages: Sequence[Passage], history: Sequence[Turn] = ()
-    ) -> Draft: ...
+        self,
+        question: str,
+        passages: Sequence[Passage],
+        history: Sequence[Turn] = (),
+        *,
+        on_text: Callable[[str], None] | None = None,
+    ) -> Draft:
+        """``on_text``, when given, sees the raw text as it is generated (an answerer that
+        does not stream may ignore it: its answer is then posted whole)."""
+        ...
 
 
 class ClaudeUnavailable(AnswerError):

@@ -13,7 +13,7 @@ import math
 import re
 import textwrap
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from bot.answers import Turn
@@ -65,9 +65,15 @@ class ExtractiveAnswerer:
     """Quotes the best 1-3 units of the top passages; implements bot.answerer.Answerer."""
 
     def answer(
-        self, question: str, passages: Sequence[Passage], history: Sequence[Turn] = ()
+        self,
+        question: str,
+        passages: Sequence[Passage],
+        history: Sequence[Turn] = (),
+        *,
+        on_text: Callable[[str], None] | None = None,
     ) -> Draft:
-        # history is unused: the flow condenses a follow-up into ``question`` beforehand.
+        # Quotes are posted whole (never streamed): on_text is unused. So is history: the
+        # flow condenses a follow-up into ``question`` beforehand.
         if not passages:
             return Draft(NO_SOURCES_TEXT, (), "no_sources")
         units = [u for rank, p in enumerate(passages[:MAX_PASSAGES]) for u in _units(rank, p)]

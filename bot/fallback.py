@@ -50,11 +50,30 @@ def answer_or_fall_back(
     *,
     report: Report,
     fallback: Answerer | None = None,
+    on_text: Callable[[str], None] | None = None,
 ) -> Attempt:
-    """Ask ``answerer``; on failure decide what the user sees (see the module docstring)."""
+    """Ask ``answerer``; on failure decide what the user sees (see the module docstring).
+
+    With ``on_text`` the answer is streamed through it; a stream the model broke off after
+    sending text ends as an ``unavailable`` answer with no text of its own (the usual "couldn't
+    reach Claude" warning and Refresh), which replaces what was streamed: quoting passages in
+    place of a half-read answer would look like the model's own words changing.
+    """
+    streamed: list[str] = []
+
+    def relay(delta: str) -> None:
+        streamed.append(delta)
+        if on_text is not None:
+            on_text(delta)
+
     try:
-        return Attempt(answerer.answer(question, passages, history), cacheable=True)
+        if on_text is None:
+            return Attempt(answerer.answer(question, passages, history), cacheable=True)
+        return Attempt(answerer.answer(question, passages, history, on_text=relay), cacheable=True)
     except ClaudeUnavailable as exc:
+        if streamed:
+            log.warning("Claude broke off a streamed answer: %s", exc)
+            return Attempt(Draft("", (), "unavailable"), cacheable=False)
         log.warning("Claude failed, answering extractively: %s", exc)
         draft = (fallback or ExtractiveAnswerer()).answer(question, passages, history)
         if draft.mode == "extractive":

@@ -3,6 +3,9 @@
 normalise -> condense a follow-up -> embed the question (memoised) -> cache lookup -> on a
 miss: retrieve within the scope, answer, renumber the citations, cache what can be trusted ->
 an :class:`~bot.answers.Answer` with its sources and whether it came from the cache.
+
+With ``on_text`` a model answer made on a cache miss is also streamed, through
+:class:`bot.streaming.CitationGate`, as it is generated; hits and fallbacks are not.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import numpy.typing as npt
 from bot.answers import Answer, AnswerMode, SourceRef, Turn
 from bot.drafts import Answerer, Draft
 from bot.fallback import OpsReport, answer_or_fall_back
+from bot.streaming import CitationGate, TextSink
 from store.answer_sources import synced_at
 from store.cache import AnswerCache, Citation, Generated, Hit, Place, SourceVersion, Unit
 from store.cache import normalise as normalise_question
@@ -77,6 +81,7 @@ class Flow:
         scope: Scope,
         history: Sequence[Turn] = (),
         fresh: bool = False,
+        on_text: TextSink | None = None,
     ) -> Answer:
         question = question.strip()
         standalone = self._condense(question, history) if history else question
@@ -84,7 +89,7 @@ class Flow:
         produced: list[Answer] = []
 
         def generate() -> Unit | None:
-            answer, unit = self._generate(question, standalone, vector, scope, history)
+            answer, unit = self._generate(question, standalone, vector, scope, history, on_text)
             produced.append(answer)
             return unit
 
@@ -117,6 +122,7 @@ class Flow:
         vector: npt.NDArray[np.float32],
         scope: Scope,
         history: Sequence[Turn],
+        on_text: TextSink | None = None,
     ) -> tuple[Answer, Unit | None]:
         passages = self._retriever.search(
             standalone,
@@ -126,8 +132,10 @@ class Flow:
             token_budget=self._settings.token_budget,
         )
         # A failed model call falls back (extractive, or "can't answer" plus an ops alert).
+        # Streamed text passes the citation gate first: no invented [n] is ever shown.
+        gate = CitationGate(len(passages), on_text).feed if on_text is not None else None
         attempt = answer_or_fall_back(
-            self._answerer, standalone, passages, history, report=self._ops_report
+            self._answerer, standalone, passages, history, report=self._ops_report, on_text=gate
         )
         draft = attempt.draft
         text, sources, cited = _renumber(draft, passages)

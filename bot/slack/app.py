@@ -235,7 +235,7 @@ class SlackHandlers:
         thread = str(event.get("thread_ts") or ts)
         text = slack_to_plain(str(event.get("text") or ""), bot_user_id=context.bot_user_id)
         question = Question(channel, thread, text, with_history=thread != ts)
-        self._conversation.ask(question, self._thread(context, channel, thread, ts))
+        self._conversation.ask(question, self._thread(context, channel, thread, ts, event))
 
     def on_message(self, event: dict[str, Any], context: BoltContext) -> None:
         """A person's reply in a thread the bot answered in is a follow-up; a direct message
@@ -256,7 +256,7 @@ class SlackHandlers:
         plain = slack_to_plain(text, bot_user_id=context.bot_user_id)
         if direct and (not thread or thread == ts):
             question = Question(channel, ts, plain, with_history=False, direct=True)
-            self._conversation.ask(question, self._thread(context, channel, ts, ts))
+            self._conversation.ask(question, self._thread(context, channel, ts, ts, event))
             return
         if not thread or thread == ts:
             return  # a top-level message in a channel, not a reply
@@ -264,13 +264,17 @@ class SlackHandlers:
         if not self._conversation.is_bot_thread(channel, thread):
             return
         question = Question(channel, thread, plain, with_history=True, followup=True, direct=direct)
-        self._conversation.ask(question, self._thread(context, channel, thread, ts))
+        self._conversation.ask(question, self._thread(context, channel, thread, ts, event))
 
     @staticmethod
-    def _thread(context: BoltContext, channel: str, thread: str, ts: str) -> SlackThread:
+    def _thread(
+        context: BoltContext, channel: str, thread: str, ts: str, event: dict[str, Any]
+    ) -> SlackThread:
         assert context.client is not None
         me = Me(context.bot_user_id, context.bot_id)
-        return SlackThread(context.client, channel, thread, ts, me)
+        asker = str(event.get("user") or "") or None
+        team = str(event.get("team") or context.team_id or "") or None
+        return SlackThread(context.client, channel, thread, ts, me, asker=asker, team=team)
 
     # --- /kb-sync ---------------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """Slack's outbound side of the conversation: a thread to answer in, an answer to refresh.
 
-:class:`SlackThread` implements :class:`bot.conversation.ChatThread` and
-:class:`SlackAnswerMessage` implements :class:`bot.conversation.AnswerMessage`; both render
+:class:`SlackThread` implements :class:`bot.conversation.StreamingThread` (its answers
+stream through :mod:`bot.slack.stream`) and :class:`SlackAnswerMessage` implements
+:class:`bot.conversation.AnswerMessage`; both render
 with :mod:`bot.slack.blocks` and call the Web API. Cosmetic calls (the working reaction, the
 error notes) never raise: the answer matters, not the decoration.
 """
@@ -25,6 +26,7 @@ from bot.slack.blocks import (
     slack_to_plain,
 )
 from bot.slack.platform import MARKER_EVENT
+from bot.slack.stream import SlackAnswerStream
 from bot.wording import refreshing_note
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,11 @@ class SlackThread:
     thread: str
     ts: str  # the asking message: gets the working reaction, is left out of the history
     me: Me
+    asker: str | None = None  # who asked, and their workspace: a stream in a channel needs them
+    team: str | None = None
+
+    def open_stream(self) -> SlackAnswerStream:
+        return SlackAnswerStream(self)
 
     @contextmanager
     def working(self) -> Iterator[None]:

@@ -178,6 +178,7 @@ class TeamsHandler:
             reply_to=None if activity.conversation_type == "channel" else activity.id,
             question=text,
             history_window=window,
+            streams=activity.conversation_type == "personal",
         )
         asker = Requester(
             platform="teams", user=activity.user, channel=conversation, response_url=None

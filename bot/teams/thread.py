@@ -1,6 +1,7 @@
 """Teams' outbound side of the conversation: a conversation to answer in, a card to refresh.
 
-:class:`TeamsThread` implements :class:`bot.conversation.ChatThread` and
+:class:`TeamsThread` implements :class:`bot.conversation.StreamingThread` (personal chats
+stream through :mod:`bot.teams.stream`) and
 :class:`TeamsAnswerMessage` implements :class:`bot.conversation.AnswerMessage`. The Bot
 Connector cannot read a conversation back, so a thread's history is the turns kept in
 ``teams_turns`` (:mod:`bot.teams.state`), written here just before each answer is posted.
@@ -18,6 +19,7 @@ from bot.teams import state
 from bot.teams.cards import Activity, answer_activity, error_activity, text_activity
 from bot.teams.feedback import remember_answer
 from bot.teams.platform import BotConnector, ConnectorError
+from bot.teams.stream import TeamsAnswerStream
 from store.db import Database
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,10 @@ class TeamsThread:
     reply_to: str | None
     question: str
     history_window: float  # seconds of turns that still count as this conversation
+    streams: bool = False  # a personal chat: answers stream (Teams streams nowhere else)
+
+    def open_stream(self) -> TeamsAnswerStream | None:
+        return TeamsAnswerStream(self) if self.streams else None
 
     @contextmanager
     def working(self) -> Iterator[None]:
@@ -57,29 +63,32 @@ class TeamsThread:
             )
 
     def say(self, text: str) -> None:
-        self._post(text_activity(text))
+        self.post(text_activity(text))
 
     def post_answer(self, answer: Answer) -> None:
-        # Kept before the reply lands, so a quick follow-up has the answer in its history.
-        with self.db.connection() as conn:
-            state.add_turn(conn, self.conversation, self.thread, "user", self.question)
-            state.add_turn(conn, self.conversation, self.thread, "bot", answer.text)
-        posted = self._post(answer_activity(answer))
+        self.remember(answer)
+        posted = self.post(answer_activity(answer))
         remember_answer(self.db, self.conversation, posted, answer)  # for Teams' thumbs on it
 
     def post_error(self, text: str, question: str | None) -> None:
         try:
-            self._post(error_activity(text, question))
+            self.post(error_activity(text, question))
         except Exception as exc:
             log.warning("could not tell Teams about the failure either: %s", exc)
 
-    def _post(self, activity: Activity) -> str:
-        """Send into the thread; the new message's id."""
-        return self.connector.patiently(
-            lambda: self.connector.send(
-                self.service_url, self.target, activity, reply_to=self.reply_to
-            )
-        )
+    def remember(self, answer: Answer) -> None:
+        """Kept before the reply lands, so a quick follow-up has the answer in its history."""
+        with self.db.connection() as conn:
+            state.add_turn(conn, self.conversation, self.thread, "user", self.question)
+            state.add_turn(conn, self.conversation, self.thread, "bot", answer.text)
+
+    def post(self, activity: Activity) -> str:
+        """Send ``activity`` where the answer goes, waiting out throttling; its id."""
+        return self.connector.patiently(lambda: self.send(activity))
+
+    def send(self, activity: Activity) -> str:
+        """Send once (a stream update: a late one is worth less than the next)."""
+        return self.connector.send(self.service_url, self.target, activity, reply_to=self.reply_to)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import json
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,6 +46,8 @@ class Reply:
     stop_reason: str = "end_turn"
     delay: float = 0.0
     headers: tuple[tuple[str, str], ...] = ()
+    first_token: float = 0.0  # paced: seconds before the first text
+    tokens_per_s: float = 0.0  # paced: the rate after it (0: all at once)
 
 
 def text(answer: str, *, stop_reason: str = "end_turn", delay: float = 0.0) -> Reply:
@@ -85,11 +88,25 @@ def empty() -> Reply:
     return Reply("empty")
 
 
-def stream_error(partial: str = "Partial ") -> Reply:
+def stream_error(
+    partial: str = "Partial ", *, first_token: float = 0.0, tokens_per_s: float = 0.0
+) -> Reply:
     """A stream that starts, sends ``partial``, then an ``overloaded_error`` event."""
     return Reply(
-        "stream_error", text=partial, error_type="overloaded_error", error_message="Overloaded"
+        "stream_error",
+        text=partial,
+        error_type="overloaded_error",
+        error_message="Overloaded",
+        first_token=first_token,
+        tokens_per_s=tokens_per_s,
     )
+
+
+def paced(answer: str, *, first_token: float = 0.8, tokens_per_s: float = 40.0) -> Reply:
+    """A model at a realistic pace: the first token after ``first_token`` seconds, then
+    ``tokens_per_s`` (a token is four characters). Streamed, the text arrives at that pace;
+    not streamed, the whole message comes when the last token would have."""
+    return Reply("text", text=answer, first_token=first_token, tokens_per_s=tokens_per_s)
 
 
 class FakeMessagesAPI:
@@ -105,6 +122,7 @@ class FakeMessagesAPI:
         self._released = threading.Event()
         self._server: FakeServer | None = None
         self._first_request = 0  # requests before this index belong to an earlier test
+        self.first_text_at: list[float] = []  # monotonic: when each paced stream's first text left
 
     # -- what tests use ------------------------------------------------------------------
 
@@ -204,8 +222,26 @@ class FakeMessagesAPI:
             return Response(200, b'{"id": "msg_fake", "type": "mess', _json_type(request_id))
         message = self._message(body, reply)
         if not streaming:
+            if reply.tokens_per_s:
+                tokens = len(_chunks(reply.text, TOKEN_CHARS))
+                self._released.wait(reply.first_token + tokens / reply.tokens_per_s)
             return Response(200, json.dumps(message).encode(), _json_type(request_id))
+        if reply.tokens_per_s or reply.first_token:
+            return _sse(b"", request_id, stream=self._paced(_events(message, reply), reply))
         return _sse(b"".join(_events(message, reply)), request_id)
+
+    def _paced(self, events: Iterator[bytes], reply: Reply) -> Iterator[bytes]:
+        """The events with the model's pauses before each text delta."""
+        first = True
+        for event in events:
+            if event.startswith(b"event: content_block_delta"):
+                pause = reply.first_token if first else 1 / (reply.tokens_per_s or 1000.0)
+                self._released.wait(pause)
+                if first:
+                    with self._lock:
+                        self.first_text_at.append(time.monotonic())
+                first = False
+            yield event
 
     def _message(self, body: dict[str, Any], reply: Reply) -> dict[str, Any]:
         words = len(self.user_text(body).split()) + len(self.system_text(body).split())
@@ -263,7 +299,9 @@ def _error(status: int, error_type: str, message: str, *, retry: bool | None = N
     return Response(status, json.dumps(body).encode(), headers)
 
 
-def _sse(payload: bytes, headers: dict[str, str] | None = None) -> Response:
+def _sse(
+    payload: bytes, headers: dict[str, str] | None = None, *, stream: Iterator[bytes] | None = None
+) -> Response:
     return Response(
         200,
         payload,
@@ -272,11 +310,15 @@ def _sse(payload: bytes, headers: dict[str, str] | None = None) -> Response:
             "Cache-Control": "no-cache",
             **(headers or {}),
         },
+        stream=stream,
     )
 
 
 def _event(name: str, data: dict[str, Any]) -> bytes:
     return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+TOKEN_CHARS = 4  # a paced reply's token
 
 
 def _chunks(answer: str, size: int = 12) -> list[str]:
@@ -298,7 +340,7 @@ def _events(message: dict[str, Any], reply: Reply) -> Iterator[bytes]:
         )
         if index == 0:
             yield _event("ping", {"type": "ping"})
-        for piece in _chunks(block["text"]):
+        for piece in _chunks(block["text"], TOKEN_CHARS if reply.tokens_per_s else 12):
             yield _event(
                 "content_block_delta",
                 {
@@ -307,15 +349,16 @@ def _events(message: dict[str, Any], reply: Reply) -> Iterator[bytes]:
                     "delta": {"type": "text_delta", "text": piece},
                 },
             )
-            if reply.kind == "stream_error":
-                yield _event(
-                    "error",
-                    {
-                        "type": "error",
-                        "error": {"type": reply.error_type, "message": reply.error_message},
-                    },
-                )
-                return
+        if reply.kind == "stream_error":
+            # After all of ``partial``: the model broke off mid-answer.
+            yield _event(
+                "error",
+                {
+                    "type": "error",
+                    "error": {"type": reply.error_type, "message": reply.error_message},
+                },
+            )
+            return
         yield _event("content_block_stop", {"type": "content_block_stop", "index": index})
     yield _event(
         "message_delta",

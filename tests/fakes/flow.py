@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import Counter
@@ -40,7 +41,9 @@ class FakeFlow:
 
     ``cache=True`` behaves like the real answer cache for benches: the first ask of a question
     "generates" (taking ``delay`` seconds, once even when asked concurrently), later asks are
-    cached hits. ``fail`` makes ``answer`` raise; ``mode`` labels the answer.
+    cached hits. ``fail`` makes ``answer`` raise; ``mode`` labels the answer; ``streams``
+    streams a generated claude answer to the platform, as the real flow does (and ``fail``
+    then raises after the text went out).
     """
 
     text: str = "Use **the VPN portal** [1] and rotate the cert as in OPS-7 [2]."
@@ -51,6 +54,8 @@ class FakeFlow:
     delay: float = 0.0
     fail: Exception | None = None
     script: Callable[[str], str] | None = None
+    streams: bool = False  # a generated answer is streamed to on_text, word by word
+    word_delay: float = 0.0  # seconds between streamed words
     calls: list[FlowCall] = field(default_factory=list)
     posts: list[PostRecord] = field(default_factory=list)
     generations: Counter[str] = field(default_factory=Counter)
@@ -65,10 +70,11 @@ class FakeFlow:
         scope: Scope,
         history: Sequence[Turn] = (),
         fresh: bool = False,
+        on_text: Callable[[str], None] | None = None,
     ) -> Answer:
         with self._lock:
             self.calls.append(FlowCall(question, scope, tuple(history), fresh))
-        if self.fail is not None:
+        if self.fail is not None and not (self.streams and on_text is not None):
             raise self.fail
         if self.cache and not fresh:
             cached, unit = self._single_flight(question)
@@ -76,6 +82,13 @@ class FakeFlow:
             time.sleep(self.delay)
             cached, unit = self.cached, self._generated(question)
         text = self.script(question) if self.script else self.text
+        if self.streams and on_text is not None and not cached and self.mode == "claude":
+            # Like the real flow: a generated model answer streams, word by word.
+            for word in re.findall(r"\S+\s*", text):
+                on_text(word)
+                time.sleep(self.word_delay)
+            if self.fail is not None:
+                raise self.fail  # after the text went out: a failure mid-answer
         return Answer(
             question=question,
             standalone_question=question,

@@ -26,9 +26,13 @@ class Request:
 
 @dataclass
 class Response:
+    """``stream``, when set, is sent after ``body`` piece by piece (chunked transfer
+    encoding) as the iterator yields: a paced server-sent event stream."""
+
     status: int = 200
     body: bytes | str | Any = b""
     headers: dict[str, str] = field(default_factory=dict)
+    stream: Iterator[bytes] | None = None
 
     def encoded(self) -> tuple[bytes, dict[str, str]]:
         headers = dict(self.headers)
@@ -75,12 +79,26 @@ class FakeServer:
                     self.send_response(response.status)
                     for key, value in headers.items():
                         self.send_header(key, value)
-                    self.send_header("Content-Length", str(len(payload)))
+                    if response.stream is None:
+                        self.send_header("Content-Length", str(len(payload)))
+                        self.end_headers()
+                        self.wfile.write(payload)
+                        return
+                    self.send_header("Transfer-Encoding", "chunked")
                     self.end_headers()
-                    self.wfile.write(payload)
+                    self._chunk(payload)
+                    for piece in response.stream:
+                        self._chunk(piece)
+                    self.wfile.write(b"0\r\n\r\n")
+                    self.wfile.flush()
                 except (BrokenPipeError, ConnectionResetError):
                     # The client gave up first (the timeout tests do it on purpose).
                     self.close_connection = True
+
+            def _chunk(self, piece: bytes) -> None:
+                if piece:
+                    self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+                    self.wfile.flush()
 
             do_GET = do_POST = do_PUT = do_DELETE = _serve
 

@@ -2,7 +2,8 @@
 
 :class:`FakeSlack` answers the Web API methods kb-bot calls (``auth.test``, ``chat.*``,
 ``reactions.*``, ``conversations.replies`` / ``history`` / ``info``, the assistant pane's
-``assistant.threads.*``) and ``response_url`` POSTs, records
+``assistant.threads.*``, streaming's ``chat.startStream`` / ``appendStream`` / ``stopStream``)
+and ``response_url`` POSTs, records
 every call, keeps posted messages so threads can be read back (with message metadata), and
 answers 429 with ``Retry-After`` (or any error) when told to.
 """
@@ -27,13 +28,14 @@ import httpx
 
 from bot.answers import AnswerFlow
 from bot.host import RunningServer, start_http_server
+from fakes import slack_streams
 from fakes.http import FakeServer, Request, Response
+from fakes.slack_streams import BOT_ID
 from kb.chat_wiring import build_slack
 from kb.settings import Settings, load_settings
 from store.db import Database
 
 BOT_USER = "UKBBOT"
-BOT_ID = "BKBBOT"
 TEAM = "T0KB"
 SECRET = "test-signing-secret"
 ADMIN = "UADMIN"
@@ -87,6 +89,9 @@ class FakeSlack:
     messages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     response_url_status: int = 200
     member_of: set[str] = field(default_factory=set)  # channels the bot is in (conversations.info)
+    # Whether this workspace lets the app stream; without it chat.startStream answers
+    # not_allowed and kb-bot posts each answer whole (what suites written before streaming see).
+    streaming: bool = False
     _failures: dict[str, deque[_Failure]] = field(default_factory=dict)
     _lock: threading.Condition = field(default_factory=threading.Condition)
     _ts: Iterator[int] = field(default_factory=lambda: itertools.count(1))
@@ -229,6 +234,8 @@ class FakeSlack:
                 message["metadata"] = args["metadata"]
             self.messages.setdefault(str(args.get("channel")), []).append(message)
             return {"ok": True, "channel": args.get("channel"), "ts": ts, "message": message}
+        if method.endswith("Stream") and method.startswith("chat."):
+            return slack_streams.answer(self, method, args)
         if method == "chat.update":
             for message in self.messages.get(str(args.get("channel")), []):
                 if message["ts"] == args.get("ts"):
@@ -251,6 +258,14 @@ class FakeSlack:
         if method in ("conversations.replies", "conversations.history"):
             return self._read(method, args)
         return {"ok": False, "error": "unknown_method"}
+
+    def message(self, channel: str, ts: str) -> dict[str, Any]:
+        with self._lock:
+            return next(m for m in self.messages.get(channel, []) if m["ts"] == ts)
+
+    def streamed_text(self, channel: str, ts: str) -> list[str]:
+        """Each text the stream ``ts`` showed, in order: its start, every append and stop."""
+        return slack_streams.streamed_text(self, channel, ts)
 
     def _read(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
         channel = self.messages.get(str(args.get("channel")), [])
@@ -405,10 +420,16 @@ class RunningBot:
 
 @contextmanager
 def running_bot(
-    db: Database, flow: AnswerFlow, *, bot_user: str = BOT_USER, **env: str | None
+    db: Database,
+    flow: AnswerFlow,
+    *,
+    bot_user: str = BOT_USER,
+    streaming: bool = False,
+    **env: str | None,
 ) -> Iterator[RunningBot]:
-    """A fake Slack, the real Bolt app as ``kb bot`` builds and mounts it, served over HTTP."""
-    with FakeSlack(bot_user=bot_user) as slack:
+    """A fake Slack, the real Bolt app as ``kb bot`` builds and mounts it, served over HTTP;
+    ``streaming``: the workspace lets answers stream."""
+    with FakeSlack(bot_user=bot_user, streaming=streaming) as slack:
         settings = bot_settings(slack, **env)
         mount = build_slack(settings, flow, db)
         server = start_http_server([mount], db)
