@@ -15,6 +15,7 @@ from fakes.teams import (
     RunningTeamsBot,
     Sent,
     channel_message,
+    feedback_invoke,
     personal_message,
     reset_teams_tables,
     running_teams_bot,
@@ -86,3 +87,21 @@ def test_a_failure_after_the_text_went_out_ends_the_stream_with_the_error_card(
         assert info and info["streamType"] == "final"
         assert info["streamId"] == updates[0].activity_id
         assert SOMETHING_WRONG in final.card_text and "VPN portal" not in final.card_text
+
+
+def test_thumbs_on_a_streamed_answer_are_recorded(
+    bot: RunningTeamsBot, module_db: Database
+) -> None:
+    bot.post(personal_message(bot.connector.url, "how do I rotate the VPN cert?", id="p3"))
+    [final] = bot.connector.wait_messages(timeout=10)
+    streamed = next(s for s in bot.connector.sent if _stream_info(s))
+    # Teams names the rated message by the stream's id (the message the text streamed into).
+    vote = feedback_invoke(
+        bot.connector.url, "like", conversation=PERSONAL, message_id=streamed.activity_id
+    )
+    response = bot.post(vote)
+    assert response.status_code == 200 and response.json() == {"status": 200}
+    assert final.body["channelData"] == {"feedbackLoopEnabled": True}
+    with module_db.connection() as conn:
+        votes = conn.execute("SELECT platform, vote FROM feedback").fetchall()
+    assert votes == [{"platform": "teams", "vote": "helpful"}]
