@@ -166,6 +166,13 @@ HOME_NO_THREAD = "thread not recorded"
 FEEDBACK_LABELS = ("Helpful", "Not helpful")
 
 
+def warns_unreachable(answer: Answer) -> bool:
+    """Whether the answer is headed by :data:`UNAVAILABLE_WARNING` ("press Refresh"): only
+    when the model could not be reached and the answer has no words of its own. An operator
+    fault or a refusal carries its own sentence, and Refresh would not cure it."""
+    return answer.mode == "unavailable" and not answer.text.strip()
+
+
 def answer_notes(answer: Answer, now: datetime) -> list[str]:
     """The small print under an answer: how it was made, and whether it came from the cache.
     (An ``unavailable`` answer is headed by :data:`UNAVAILABLE_WARNING` instead.)"""

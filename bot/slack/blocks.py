@@ -21,6 +21,7 @@ from bot.wording import (
     answer_buttons,
     answer_notes,
     notice_text,
+    warns_unreachable,
 )
 
 Block = dict[str, Any]
@@ -265,7 +266,7 @@ def render_answer(answer: Answer, *, now: datetime | None = None) -> tuple[list[
     now = now or datetime.now(UTC)
     body = to_mrkdwn(answer.text)
     unavailable = answer.mode == "unavailable"
-    head = [_section(escape(UNAVAILABLE_WARNING))] if unavailable else []
+    head = [_section(escape(UNAVAILABLE_WARNING))] if warns_unreachable(answer) else []
     notes = answer_notes(answer, now)
     tail: list[Block] = []
     if answer.sources:
@@ -281,7 +282,7 @@ def render_answer(answer: Answer, *, now: datetime | None = None) -> tuple[list[
         sections = [*sections[: room - 1], TRUNCATED_NOTE]
     blocks = head + [_section(s) for s in sections] + tail
 
-    fallback = UNAVAILABLE_TEXT if answer.mode == "unavailable" else ""
+    fallback = UNAVAILABLE_TEXT if warns_unreachable(answer) else ""
     if body:
         clipped = body if len(body) <= FALLBACK_TEXT_LIMIT else body[:FALLBACK_TEXT_LIMIT] + "…"
         fallback = f"{fallback}\n\n{clipped}".strip()

@@ -25,7 +25,13 @@ from typing import Any
 from bot import markdown as md
 from bot.answers import UNAVAILABLE_TEXT, Answer, SourceRef
 from bot.platform import ActionValue, SourceNotice
-from bot.wording import UNAVAILABLE_WARNING, answer_buttons, answer_notes, notice_text
+from bot.wording import (
+    UNAVAILABLE_WARNING,
+    answer_buttons,
+    answer_notes,
+    notice_text,
+    warns_unreachable,
+)
 
 Element = dict[str, Any]
 Activity = dict[str, Any]
@@ -204,7 +210,7 @@ def sources_blocks(sources: tuple[SourceRef, ...]) -> list[Element]:
 
 def plain_text(answer: Answer) -> str:
     """The answer with its source links, for clients that cannot draw the card."""
-    parts = [UNAVAILABLE_TEXT] if answer.mode == "unavailable" else []
+    parts = [UNAVAILABLE_TEXT] if warns_unreachable(answer) else []
     if answer.text.strip():
         body = answer.text.strip()
         parts.append(body if len(body) <= FALLBACK_TEXT_LIMIT else body[:FALLBACK_TEXT_LIMIT] + "…")
@@ -220,8 +226,8 @@ def answer_activity(answer: Answer, *, now: datetime | None = None) -> Activity:
     # The answer's own links become plain text, card and fallback alike; only the source
     # links built below are live (docs/ARCHITECTURE.md, "Security stance").
     answer = replace(answer, text=md.unlink(answer.text))
-    unavailable = answer.mode == "unavailable"
-    head = [_text_block(emojify(UNAVAILABLE_WARNING), color="Warning")] if unavailable else []
+    warn = warns_unreachable(answer)
+    head = [_text_block(emojify(UNAVAILABLE_WARNING), color="Warning")] if warn else []
     notes = [emojify(note) for note in answer_notes(answer, now)]
     body = head + _clip_blocks(markdown_blocks(answer.text), CARD_TEXT_LIMIT)
     if answer.sources:

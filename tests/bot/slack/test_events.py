@@ -339,6 +339,17 @@ def test_flow_failure_posts_a_short_message_without_details(db: Database) -> Non
         assert bot.slack.wait_calls("reactions.remove")
 
 
+def test_an_operator_fault_is_not_told_to_press_refresh(db: Database) -> None:
+    text = "I can't answer right now. The people who run kb-bot have been told."
+    flow = FakeFlow(mode="unavailable", text=text, sources=())
+    with running_bot(db, flow) as bot:
+        bot.mention("anything", ts="1700000007.000002")
+        post = bot.slack.wait_calls("chat.postMessage")[0].args
+        assert post["text"] == text
+        shown = json.dumps(post["blocks"], ensure_ascii=False)
+        assert "Refresh to try again" not in shown and text in shown
+
+
 def test_unavailable_answer_says_so_and_offers_refresh(db: Database) -> None:
     flow = FakeFlow(mode="unavailable", text="", sources=())
     with running_bot(db, flow) as bot:
