@@ -28,11 +28,12 @@ from bot.bot_state import Vote
 from bot.conversation import Inbound, Question
 from bot.host import Mount
 from bot.platform import ACTION_HELPFUL, ACTION_NOT_HELPFUL, ACTION_REFRESH, ActionValue, Requester
+from bot.recent_deliveries import RecentDeliveries
 from bot.slack.assistant import PaneContextStore, build_assistant
 from bot.slack.blocks import ACTION_FEEDBACK, read_feedback, slack_to_plain
 from bot.slack.guard import SlackRequestGuard
 from bot.slack.home import ACTION_HOME_SYNC, WorkspaceUrl, read_sync_button, render_home
-from bot.slack.replay import RecentDeliveries, delivery_key
+from bot.slack.replay import delivery_key
 from bot.slack.thread import (
     HUMAN_SUBTYPES,
     Click,

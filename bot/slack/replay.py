@@ -10,12 +10,7 @@ what a replay repeats exactly. Other requests (URL verification, SSL checks) are
 from __future__ import annotations
 
 import hashlib
-import threading
-import time
-from collections import OrderedDict
 from typing import Any
-
-REPLAY_MEMORY_S = 15 * 60.0  # Slack's signature window is 5 min; its retries come within it
 
 # The interactive payload types a person's click or submission arrives as.
 _INTERACTIVE = {
@@ -40,28 +35,3 @@ def delivery_key(body: dict[str, Any], raw_body: str) -> str | None:
     if isinstance(trigger, str) and trigger:
         return f"trigger:{trigger}"
     return "body:" + hashlib.sha256(raw_body.encode()).hexdigest()
-
-
-class RecentDeliveries:
-    """The delivery keys this process saw within the replay window, oldest first: the replay
-    guard while the store cannot be asked, and a second one after it is back (a delivery seen
-    only during the outage is not in the store)."""
-
-    def __init__(self, ttl: float = REPLAY_MEMORY_S, cap: int = 100_000) -> None:
-        self._ttl = ttl
-        self._cap = cap
-        self._seen: OrderedDict[str, float] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def first_time(self, key: str) -> bool:
-        """Remember ``key``; False when it was seen within the window."""
-        now = time.monotonic()
-        with self._lock:
-            while self._seen and (
-                len(self._seen) >= self._cap or next(iter(self._seen.values())) < now - self._ttl
-            ):
-                self._seen.popitem(last=False)
-            if key in self._seen:
-                return False
-            self._seen[key] = now
-            return True

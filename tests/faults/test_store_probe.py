@@ -20,7 +20,7 @@ import pytest
 
 from bot.outage import StoreOutageWatch
 from bot.platform import DeliveryFailed, OpsMessage, StoreOutage
-from bot.slack.replay import RecentDeliveries
+from bot.recent_deliveries import RecentDeliveries
 from store.outage import StoreProbe
 
 
