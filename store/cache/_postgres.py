@@ -99,6 +99,15 @@ WHERE near.similarity >= %(cutoff)s
 ORDER BY near.similarity DESC
 """
 )
+# The settings of the index path, for this transaction. The planner may cost a sort of the
+# whole scope below the graph walk it does not know is bounded (at this size the sort is many
+# times slower); pgvector 0.8's strict-order iterative scan keeps reading the graph until
+# LIMIT rows pass the scope filter (older pgvector has no such setting).
+INDEX_SCAN_SETTINGS = """
+SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true),
+       set_config('hnsw.ef_search', %(ef)s, true),
+       CASE WHEN %(iterative)s THEN set_config('hnsw.iterative_scan', 'strict_order', true) END
+"""
 # How many live units of this dimension the scope holds, counted up to a limit (an index-only
 # walk of answer_units_live): small scopes are searched exactly, large ones through HNSW.
 LIVE_IN_SCOPE = """
@@ -263,19 +272,14 @@ class PostgresAnswerCache(CacheCore):
             if live <= self._exact_scan_limit:
                 rows = conn.execute(UNITS_NEAREST, params).fetchall()
             else:
-                if self._iterative:
-                    conn.execute("SET LOCAL hnsw.iterative_scan = strict_order")
-                # The planner may cost a sort of the whole scope below the graph walk it
-                # does not know is bounded; at this size the sort is many times slower.
-                conn.execute("SET LOCAL enable_seqscan = off")
-                conn.execute("SET LOCAL enable_bitmapscan = off")
                 # A paraphrase must be found even where the graph has no structure to follow:
                 # among 100,000 random unit vectors, 200 near-duplicates (cosine 0.95) were
                 # found 75 % of the time at pgvector's default ef_search 40, 94 % at 100 and
                 # 98 % at 160 (p95 8 ms on a loaded 2-core machine). Real question embeddings
                 # cluster by topic, which HNSW navigates far better.
-                ef_search = max(160, 4 * limit)
-                conn.execute(f"SET LOCAL hnsw.ef_search = {ef_search}")
+                ef_search = str(max(160, 4 * limit))
+                # One round trip for every setting of the scan (each was one of its own).
+                conn.execute(INDEX_SCAN_SETTINGS, {"iterative": self._iterative, "ef": ef_search})
                 rows = conn.execute(UNITS_NEAREST_INDEXED.format(dim=dim), params).fetchall()
         out: list[Candidate] = []
         for row in rows:
