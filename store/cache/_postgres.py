@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -180,6 +181,11 @@ SELECT unit_id, platform, channel, thread FROM answer_unit_posts
 WHERE unit_id = ANY(%s) ORDER BY unit_id, posted_at, platform, channel, thread
 """
 STATS = "SELECT name, value FROM answer_cache_counters"
+# A lookup's writes are bookkeeping (hit and miss counters, when a unit was last served): a
+# crash may lose the last few, never corrupt them, so the commit does not wait for the WAL
+# flush (one disk sync per lookup otherwise, the largest part of a lookup on a busy disk).
+BOOKKEEPING = "SET LOCAL synchronous_commit = off"
+_LARGE_FOR_S = 60.0
 
 
 def _unit(row: dict[str, Any]) -> Unit:
@@ -223,6 +229,10 @@ class PostgresAnswerCache(CacheCore):
         self._exact_scan_limit = exact_scan_limit
         self._indexed: set[int] = set()
         self._iterative = self._db.supports_iterative_scan()
+        # (scope, dim) -> until when it is known to be large: a scope of thousands of units
+        # does not shrink below the exact-scan limit in seconds, and the index path is correct
+        # for any size (only slower than the exact scan for a small one).
+        self._large_until: dict[tuple[str, int], float] = {}
 
     def close(self) -> None:
         """The Database belongs to the caller; nothing of its own to close."""
@@ -263,13 +273,18 @@ class PostgresAnswerCache(CacheCore):
         params = {"scope": scope_key, "dim": dim, "q": query, "cutoff": cutoff, "limit": limit}
         self._ensure_index(dim)
         with self._db.connection() as conn:
-            counted = conn.execute(
-                LIVE_IN_SCOPE, (scope_key, dim, self._exact_scan_limit + 1)
-            ).fetchone()
-            live = 0 if counted is None else int(counted["n"])
-            if live == 0:
-                return None
-            if live <= self._exact_scan_limit:
+            large = self._large_until.get((scope_key, dim), 0.0) > time.monotonic()
+            if not large:
+                counted = conn.execute(
+                    LIVE_IN_SCOPE, (scope_key, dim, self._exact_scan_limit + 1)
+                ).fetchone()
+                live = 0 if counted is None else int(counted["n"])
+                if live == 0:
+                    return None
+                large = live > self._exact_scan_limit
+                if large:
+                    self._large_until[(scope_key, dim)] = time.monotonic() + _LARGE_FOR_S
+            if not large:
                 rows = conn.execute(UNITS_NEAREST, params).fetchall()
             else:
                 # A paraphrase must be found even where the graph has no structure to follow:
@@ -278,9 +293,12 @@ class PostgresAnswerCache(CacheCore):
                 # 98 % at 160 (p95 8 ms on a loaded 2-core machine). Real question embeddings
                 # cluster by topic, which HNSW navigates far better.
                 ef_search = str(max(160, 4 * limit))
-                # One round trip for every setting of the scan (each was one of its own).
-                conn.execute(INDEX_SCAN_SETTINGS, {"iterative": self._iterative, "ef": ef_search})
-                rows = conn.execute(UNITS_NEAREST_INDEXED.format(dim=dim), params).fetchall()
+                # The settings and the query in one round trip.
+                with conn.pipeline():
+                    settings = {"iterative": self._iterative, "ef": ef_search}
+                    conn.execute(INDEX_SCAN_SETTINGS, settings)
+                    found = conn.execute(UNITS_NEAREST_INDEXED.format(dim=dim), params)
+                rows = found.fetchall()
         out: list[Candidate] = []
         for row in rows:
             try:
@@ -291,6 +309,7 @@ class PostgresAnswerCache(CacheCore):
 
     def _serve(self, unit_id: str, *, exact: bool, count: bool) -> Unit | None:
         with self._db.connection() as conn:
+            conn.execute(BOOKKEEPING)
             if conn.execute(SERVE, (unit_id,)).fetchone() is None:
                 return None
             if count:
@@ -302,7 +321,8 @@ class PostgresAnswerCache(CacheCore):
             conn.execute(MARK_STALE, (unit_id,))
 
     def _count(self, names: list[str]) -> None:
-        with self._db.connection() as conn:
+        with self._db.connection() as conn, conn.pipeline():
+            conn.execute(BOOKKEEPING)
             conn.execute(COUNT, (names, 1))
 
     @contextlib.contextmanager
