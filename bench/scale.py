@@ -3,22 +3,20 @@
 Build (once per ``--data-dir`` and size; later runs reuse the schema):
   1. squad-dev's 913 paragraphs go through the real sync engine (chunking, embedding with the
      local model behind the embedding memo, sentence vectors, ``store.artifacts.replace``).
-  2. Distractor pages are made of squad-dev's own sentences, shuffled across topics: each
-     distractor chunk is 3-8 sentences drawn at random from the whole corpus (so a chunk mixes
-     articles and its text differs from every paragraph). Its sentence vectors are the real
-     embeddings of those sentences (each embedded once, by the sync above); its chunk vector
-     is the normalised mean of its sentence vectors, not an embedding of the joined text:
-     embedding 100,000 chunks would take hours on this machine. The title is the article
-     title of the chunk's first sentence. They are written through the store's write path
-     (``store.artifacts.replace``, COPY) with the HNSW and full-text indexes dropped, then
-     both indexes are built once and the term statistics rebuilt once.
+  2. Distractor pages are made of squad-dev's own sentences, shuffled across topics
+     (bench/scale_corpus.py says how); real sentence embeddings, chunk vector = normalised mean.
+     They are written with the HNSW and full-text indexes dropped and the term-statistics
+     triggers disabled, through ``store.artifacts.replace`` per page or, with ``--bulk``, the
+     same COPY statements batched over 20,000 chunks; then both indexes are built once and the
+     term statistics rebuilt once.
 Measure: a seeded sample of squad-dev questions, every mode, interleaved rounds, recall@1 and
 containment@5 of the squad-dev paragraph among the distractors, and retrieval p50/p95 (the
-question's embedding excluded). The retriever of ``--baseline`` (a commit; default the one
-before this bench's keyword change) runs beside the current one in the same rounds, when its
+question's embedding excluded). The retriever of ``--baseline`` (a commit; default main
+before the hard postings budget) runs beside the current one in the same rounds, when its
 ``store/search.py`` can be loaded.
 
-Run: .venv/bin/python bench/scale.py [--chunks 100000] [--data-dir DIR] [--questions 300]
+Run: .venv/bin/python bench/scale.py [--chunks 100000] [--data-dir DIR] [--questions 300] [--bulk]
+     [--postings 2000,8000] [--agreement]
 """
 
 from __future__ import annotations

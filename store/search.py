@@ -53,8 +53,8 @@ class SearchSettings:
     bm25_b: float = 0.75
     chunks_per_artifact: int = 2
     max_common_share: float = 0.25  # lexemes in more chunks than this don't pick candidates
-    # Rarest lexemes first, until this many postings (matching rows) would be read: the keyword
-    # step's cost stays bounded as the corpus grows; None reads every informative lexeme.
+    # Rarest lexemes first, while their postings (matching rows) total at most this: the
+    # keyword step's cost stays bounded as the corpus grows; None reads every informative one.
     keyword_postings: int | None = 4000
     # The lexemes past the budget still rank the best keyword_pool x keyword_candidates chunks
     # of the rarer ones (a membership test on those few rows, not a read of their postings).
@@ -67,12 +67,13 @@ _SCOPE_SQL = """
 """
 
 # The question's lexemes and their IDF; the informative ones (in at most max_common_share of
-# the chunks; the three rarest if none is), rarest first while the postings of the rarer ones
-# stay under keyword_postings (at 100,000 chunks "system" alone matches 19,900 rows, and
-# grouping every match cost up to 330 ms), pick keyword candidates, one GIN lookup each,
-# ranked by the IDF mass of the lexemes they hold (ts_rank_cd knows nothing of rarity and
-# would read every match's tsvector), shorter first. Each candidate's tsvector comes back as
-# text for BM25 and phrase scoring.
+# the chunks; the three rarest if none is), rarest first while all their postings together
+# stay within keyword_postings (the rarest always; at 100,000 chunks "system" alone matches
+# 19,900 rows, each a heap visit, and the lexeme that crossed a soft budget was read whole),
+# pick keyword candidates, one GIN lookup each, ranked by the IDF mass of the lexemes they hold
+# (ts_rank_cd knows nothing of rarity and would read every match's tsvector), shorter first;
+# the lexemes past the budget then add their IDF to the best kw_pool rows that hold them.
+# Each candidate's tsvector comes back as text for BM25 and phrase scoring.
 RANK_QUERY = rf"""
 WITH question AS MATERIALIZED (
     SELECT u.lexeme, u.positions[1] AS at, coalesce(t.ndoc, 0) AS ndoc
