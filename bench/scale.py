@@ -283,6 +283,7 @@ def main() -> None:
     parser.add_argument(
         "--bulk", action="store_true", help="write distractors in large COPY batches"
     )
+    parser.add_argument("--first", action="store_true", help="the first N questions, not a sample")
     parser.add_argument("--agreement", action="store_true", help="compare rankings per question")
     parser.add_argument(
         "--postings", default="", help="extra keyword_postings budgets to compare, e.g. 4000,16000"
@@ -318,6 +319,8 @@ def main() -> None:
         ]  # type: ignore[index]
     everything = load_queries(DATA / "queries.jsonl", DATA / "qrels.tsv", None)
     picked = sorted(random.Random(args.seed).sample(range(len(everything)), args.questions))
+    if args.first:  # the slice `kb eval --limit N` takes
+        picked = list(range(min(args.questions, len(everything))))
     queries = [everything[i] for i in picked]
     vectors = embedder.embed([q.text for q in queries], purpose="query")
     retrievers: dict[str, Any] = {"current": Retriever(db, counter)}
