@@ -3,22 +3,20 @@
 Build (once per ``--data-dir`` and size; later runs reuse the schema):
   1. squad-dev's 913 paragraphs go through the real sync engine (chunking, embedding with the
      local model behind the embedding memo, sentence vectors, ``store.artifacts.replace``).
-  2. Distractor pages are made of squad-dev's own sentences, shuffled across topics: each
-     distractor chunk is 3-8 sentences drawn at random from the whole corpus (so a chunk mixes
-     articles and its text differs from every paragraph). Its sentence vectors are the real
-     embeddings of those sentences (each embedded once, by the sync above); its chunk vector
-     is the normalised mean of its sentence vectors, not an embedding of the joined text:
-     embedding 100,000 chunks would take hours on this machine. The title is the article
-     title of the chunk's first sentence. They are written through the store's write path
-     (``store.artifacts.replace``, COPY) with the HNSW and full-text indexes dropped, then
-     both indexes are built once and the term statistics rebuilt once.
+  2. Distractor pages are made of squad-dev's own sentences, shuffled across topics
+     (bench/scale_corpus.py says how); real sentence embeddings, chunk vector = normalised mean.
+     They are written with the HNSW and full-text indexes dropped and the term-statistics
+     triggers disabled, through ``store.artifacts.replace`` per page or, with ``--bulk``, the
+     same COPY statements batched over 20,000 chunks; then both indexes are built once and the
+     term statistics rebuilt once.
 Measure: a seeded sample of squad-dev questions, every mode, interleaved rounds, recall@1 and
 containment@5 of the squad-dev paragraph among the distractors, and retrieval p50/p95 (the
-question's embedding excluded). The retriever of ``--baseline`` (a commit; default the one
-before this bench's keyword change) runs beside the current one in the same rounds, when its
+question's embedding excluded). The retriever of ``--baseline`` (a commit; default main
+before the hard postings budget) runs beside the current one in the same rounds, when its
 ``store/search.py`` can be loaded.
 
-Run: .venv/bin/python bench/scale.py [--chunks 100000] [--data-dir DIR] [--questions 300]
+Run: .venv/bin/python bench/scale.py [--chunks 100000] [--data-dir DIR] [--questions 300] [--bulk]
+     [--postings 2000,8000] [--agreement]
 """
 
 from __future__ import annotations
@@ -42,6 +40,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
+from bench.scale_corpus import (  # noqa: E402
+    distractor_pages,
+    sentence_pool,
+    write_bulk,
+    write_per_page,
+)
 from kb.evaluation import EVAL_SCOPE, load_queries, run_mode  # noqa: E402
 from kb.settings import load_settings  # noqa: E402
 from kb.wiring import build_embedder, database_url  # noqa: E402
@@ -49,14 +53,14 @@ from store.artifacts import ArtifactRow, ChunkRow, replace  # noqa: E402
 from store.db import Database  # noqa: E402
 from store.migrate import migrate  # noqa: E402
 from store.schema import bind_embedder  # noqa: E402
-from store.search import Retriever, SearchSettings, refresh_term_stats, sentence_units  # noqa: E402
+from store.search import Retriever, SearchSettings, refresh_term_stats  # noqa: E402
 from store.tokens import TokenCounter  # noqa: E402
 from sync.chunking import Chunker  # noqa: E402
 from sync.corpus import SCOPE, CorpusConnector  # noqa: E402
 from sync.engine import SyncEngine  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "qa" / "squad-dev"
-BASELINE = "58b71e0"  # the base commit of the scale work
+BASELINE = "8e37548"  # main before the hard postings budget (issue 16, round 3)
 GIN = "CREATE INDEX chunks_tsv_gin ON chunks USING gin (tsv) WITH (fastupdate = off)"
 HNSW = (
     "CREATE INDEX chunks_embedding_hnsw ON chunks "
@@ -69,77 +73,27 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def sentence_pool(db: Database) -> tuple[list[str], list[str], np.ndarray[Any, Any]]:
-    """(title, sentence) of every squad-dev sentence unit, with its stored embedding."""
-    titles: list[str] = []
-    texts: list[str] = []
-    vectors: list[Any] = []
-    with db.connection() as conn:
-        chunks = conn.execute("SELECT artifact_id, ord, title, text FROM chunks").fetchall()
-        stored: dict[tuple[str, int], list[Any]] = {}
-        for row in conn.execute(
-            "SELECT artifact_id, chunk_ord, embedding FROM chunk_sentences "
-            "ORDER BY artifact_id, chunk_ord, ord"
-        ):
-            stored.setdefault((row["artifact_id"], row["chunk_ord"]), []).append(row["embedding"])
-    for chunk in chunks:
-        units = sentence_units(chunk["text"])
-        found = stored.get((chunk["artifact_id"], chunk["ord"]), [])
-        if len(units) != len(found):
-            continue  # sentence splitting changed since the sync: skip rather than mismatch
-        for unit, vector in zip(units, found, strict=True):
-            titles.append(chunk["title"])
-            texts.append(unit)
-            vectors.append(np.asarray(vector.to_numpy(), dtype=np.float32))
-    return titles, texts, np.vstack(vectors)
+def write_distractors(
+    db: Database, chunks: int, counter: TokenCounter, seed: int, bulk: bool
+) -> int:
+    pool = sentence_pool(db)
+    log(f"sentence pool: {len(pool.texts)} sentences")
+    pages = distractor_pages(pool, chunks, counter, seed)
+    step = max(chunks // 10, 1)
+    marks = {"next": step}
 
-
-def write_distractors(db: Database, chunks: int, counter: TokenCounter, seed: int) -> int:
-    titles, texts, vectors = sentence_pool(db)
-    log(f"sentence pool: {len(texts)} sentences")
-    rng = random.Random(seed)
-    written = 0
-    page = 0
-    batch_pages = 500
-    while written < chunks:
-        with db.connection() as conn:
-            for _ in range(batch_pages):
-                if written >= chunks:
-                    break
-                page += 1
-                rows: list[ChunkRow] = []
-                chunk_vectors: list[Any] = []
-                sentence_vectors: list[Any] = []
-                for ord_ in range(min(rng.randint(1, 3), chunks - written)):
-                    picked = [rng.randrange(len(texts)) for _ in range(rng.randint(3, 8))]
-                    text = " ".join(texts[i] for i in picked)
-                    mean = vectors[picked].mean(axis=0)
-                    chunk_vectors.append(mean / np.linalg.norm(mean))
-                    sentence_vectors.extend(vectors[i] for i in picked)
-                    sentences = tuple(texts[i] for i in picked)
-                    rows.append(ChunkRow(ord_, "", text, counter.count(text), sentences))
-                written += len(rows)
-                body = "\n\n".join(r.text for r in rows)
-                artifact = ArtifactRow(
-                    artifact_id=f"confluence:distractor-{page}",
-                    source="confluence",
-                    scope_key=SCOPE,
-                    title=f"{titles[picked[0]]} notes {page}",
-                    url=f"https://wiki.example.com/pages/distractor-{page}",
-                    version="1",
-                    content_hash=hashlib.sha256(body.encode()).hexdigest(),
-                    labels=(),
-                    body=body,
-                    updated_at=None,
-                )
-                replace(conn, artifact, rows, np.vstack(chunk_vectors), np.vstack(sentence_vectors))
-        if page % 5000 < batch_pages:
+    def progress(written: int) -> None:
+        if written >= marks["next"]:
             log(f"distractors: {written} chunks")
-    return written
+            marks["next"] = written + step
+
+    if bulk:
+        return write_bulk(db, pages, progress, batch_chunks=20_000)
+    return write_per_page(db, pages, progress)
 
 
 def build(
-    db: Database, embedder: Any, counter: TokenCounter, chunks: int, seed: int
+    db: Database, embedder: Any, counter: TokenCounter, chunks: int, seed: int, bulk: bool
 ) -> dict[str, Any]:
     timings: dict[str, float] = {}
     migrate(db)
@@ -159,7 +113,7 @@ def build(
             conn.execute(f"ALTER TABLE chunks DISABLE TRIGGER {trigger}")
     log(f"squad-dev synced: {squad} chunks, {report.counts}")
     started = time.perf_counter()
-    write_distractors(db, chunks - squad, counter, seed)
+    write_distractors(db, chunks - squad, counter, seed, bulk)
     timings["distractor_write_s"] = time.perf_counter() - started
     with db.connection() as conn:
         conn.execute("SET LOCAL maintenance_work_mem = '1GB'")
@@ -168,7 +122,10 @@ def build(
         timings["gin_build_s"] = time.perf_counter() - started
     log("GIN built")
     with db.connection() as conn:
-        conn.execute("SET LOCAL maintenance_work_mem = '2GB'")
+        # The graph of 1,000,000 384-dimensional vectors takes about 2.5 GB; a build that
+        # outgrows maintenance_work_mem goes on on disk, many times slower.
+        memory = "2GB" if chunks <= 200_000 else "4GB"
+        conn.execute(f"SET LOCAL maintenance_work_mem = '{memory}'")
         started = time.perf_counter()
         conn.execute(HNSW)
         timings["hnsw_build_s"] = time.perf_counter() - started
@@ -263,20 +220,21 @@ def measure(
 
 
 def agreement(retrievers: dict[str, Any], queries: list[Any], vectors: Any) -> dict[str, Any]:
-    """Per question and mode: do the current and the baseline retriever return the same top
-    10 artifacts in the same order?"""
-    names = list(retrievers)
+    """Per question and mode: does each retriever return the same top 10 artifacts, in the
+    same order, as the last one (the baseline)?"""
+    *names, last = list(retrievers)
     out: dict[str, Any] = {}
     for mode in ("keyword", "hybrid"):
-        same = 0
+        same = dict.fromkeys(names, 0)
         for query, vector in zip(queries, vectors, strict=True):
-            ranked = [
-                [p.artifact_id for p in r.search(query.text, vector, EVAL_SCOPE, limit=10,
-                                                  token_budget=10**7, mode=mode)]
-                for r in retrievers.values()
-            ]  # fmt: skip
-            same += all(r == ranked[0] for r in ranked[1:])
-        out[mode] = f"{same} of {len(queries)} identical ({' vs '.join(names)})"
+            ranked = {
+                name: [p.artifact_id for p in r.search(query.text, vector, EVAL_SCOPE, limit=10,
+                                                        token_budget=10**7, mode=mode)]
+                for name, r in retrievers.items()
+            }  # fmt: skip
+            for name in names:
+                same[name] += ranked[name] == ranked[last]
+        out[mode] = {f"{n} vs {last}": f"{k} of {len(queries)} identical" for n, k in same.items()}
     return out
 
 
@@ -322,6 +280,10 @@ def main() -> None:
     parser.add_argument("--baseline", default=BASELINE, help="commit; 'none' to skip")
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--rebuild", action="store_true", help="drop and rebuild the store")
+    parser.add_argument(
+        "--bulk", action="store_true", help="write distractors in large COPY batches"
+    )
+    parser.add_argument("--first", action="store_true", help="the first N questions, not a sample")
     parser.add_argument("--agreement", action="store_true", help="compare rankings per question")
     parser.add_argument(
         "--postings", default="", help="extra keyword_postings budgets to compare, e.g. 4000,16000"
@@ -346,7 +308,7 @@ def main() -> None:
         db.drop_schema()
         db.close()
         db = Database.open(database_url(settings), schema=f"kb_scale_{args.chunks}")
-        report["build"] = build(db, embedder, counter, args.chunks, args.seed)
+        report["build"] = build(db, embedder, counter, args.chunks, args.seed, args.bulk)
         log(f"built: {report['build']}")
     else:
         migrate(db)
@@ -357,6 +319,8 @@ def main() -> None:
         ]  # type: ignore[index]
     everything = load_queries(DATA / "queries.jsonl", DATA / "qrels.tsv", None)
     picked = sorted(random.Random(args.seed).sample(range(len(everything)), args.questions))
+    if args.first:  # the slice `kb eval --limit N` takes
+        picked = list(range(min(args.questions, len(everything))))
     queries = [everything[i] for i in picked]
     vectors = embedder.embed([q.text for q in queries], purpose="query")
     retrievers: dict[str, Any] = {"current": Retriever(db, counter)}

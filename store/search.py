@@ -53,9 +53,12 @@ class SearchSettings:
     bm25_b: float = 0.75
     chunks_per_artifact: int = 2
     max_common_share: float = 0.25  # lexemes in more chunks than this don't pick candidates
-    # Rarest lexemes first, until this many postings (matching rows) would be read: the keyword
-    # step's cost stays bounded as the corpus grows; None reads every informative lexeme.
-    keyword_postings: int | None = 8000
+    # Rarest lexemes first, while their postings (matching rows) total at most this: the
+    # keyword step's cost stays bounded as the corpus grows; None reads every informative one.
+    keyword_postings: int | None = 4000
+    # The lexemes past the budget still rank the best keyword_pool x keyword_candidates chunks
+    # of the rarer ones (a membership test on those few rows, not a read of their postings).
+    keyword_pool: int = 4
     candidate_idf_power: float = 0.5  # how much rarity among the candidates scales IDF
 
 
@@ -64,12 +67,13 @@ _SCOPE_SQL = """
 """
 
 # The question's lexemes and their IDF; the informative ones (in at most max_common_share of
-# the chunks; the three rarest if none is), rarest first while the postings of the rarer ones
-# stay under keyword_postings (at 100,000 chunks "system" alone matches 19,900 rows, and
-# grouping every match cost up to 330 ms), pick keyword candidates, one GIN lookup each,
-# ranked by the IDF mass of the lexemes they hold (ts_rank_cd knows nothing of rarity and
-# would read every match's tsvector), shorter first. Each candidate's tsvector comes back as
-# text for BM25 and phrase scoring.
+# the chunks; the three rarest if none is), rarest first while all their postings together
+# stay within keyword_postings (the rarest always; at 100,000 chunks "system" alone matches
+# 19,900 rows, each a heap visit, and the lexeme that crossed a soft budget was read whole),
+# pick keyword candidates, one GIN lookup each, ranked by the IDF mass of the lexemes they hold
+# (ts_rank_cd knows nothing of rarity and would read every match's tsvector), shorter first;
+# the lexemes past the budget then add their IDF to the best kw_pool rows that hold them.
+# Each candidate's tsvector comes back as text for BM25 and phrase scoring.
 RANK_QUERY = rf"""
 WITH question AS MATERIALIZED (
     SELECT u.lexeme, u.positions[1] AS at, coalesce(t.ndoc, 0) AS ndoc
@@ -89,7 +93,7 @@ weighted AS MATERIALIZED (
     FROM question q, stats s
 ),
 eligible AS MATERIALIZED (
-    SELECT w.lexeme, w.idf,
+    SELECT w.lexeme, w.idf, w.ndoc,
            coalesce(sum(w.ndoc) OVER (ORDER BY w.ndoc, w.lexeme
                                       ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)
                AS rarer_postings
@@ -100,9 +104,10 @@ eligible AS MATERIALIZED (
 picked AS MATERIALIZED (
     SELECT e.idf,
            ('''' || replace(replace(e.lexeme, E'\\', E'\\\\'), '''', '''''') || '''')::tsquery
-               AS query
+               AS query,
+           %(postings)s::bigint IS NULL OR e.rarer_postings = 0
+               OR e.rarer_postings + e.ndoc <= %(postings)s::bigint AS within
     FROM eligible e
-    WHERE %(postings)s::bigint IS NULL OR e.rarer_postings < %(postings)s::bigint
 ),
 vec AS MATERIALIZED (
     SELECT c.chunk_id FROM chunks c
@@ -110,11 +115,19 @@ vec AS MATERIALIZED (
     ORDER BY c.embedding <=> %(vector)s
     LIMIT %(vector_limit)s
 ),
-kw AS MATERIALIZED (
-    SELECT c.chunk_id FROM picked p JOIN chunks c ON c.tsv @@ p.query
-    WHERE {_SCOPE_SQL}
+kw_pool AS MATERIALIZED (
+    SELECT c.chunk_id, sum(p.idf) AS mass, min(c.token_count) AS tokens
+    FROM picked p JOIN chunks c ON c.tsv @@ p.query
+    WHERE p.within AND {_SCOPE_SQL}
     GROUP BY c.chunk_id
     ORDER BY sum(p.idf) DESC, min(c.token_count)
+    LIMIT %(keyword_pool)s
+),
+kw AS MATERIALIZED (
+    SELECT k.chunk_id FROM kw_pool k JOIN chunks c USING (chunk_id)
+    ORDER BY k.mass + coalesce((SELECT sum(p.idf) FROM picked p
+                                WHERE NOT p.within AND c.tsv @@ p.query), 0) DESC,
+             k.tokens
     LIMIT %(keyword_limit)s
 )
 SELECT c.chunk_id, c.artifact_id, c.ord, length(c.tsv) AS length,
@@ -271,6 +284,7 @@ class Retriever:
             "vector": vector if use_vector else None,
             "vector_limit": s.vector_candidates if use_vector else 0,
             "keyword_limit": s.keyword_candidates if use_keyword else 0,
+            "keyword_pool": s.keyword_pool * s.keyword_candidates if use_keyword else 0,
             "with_terms": use_keyword,
         }
         with conn.pipeline():

@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -33,144 +34,38 @@ from store.cache._model import (
     unit_from_dict,
     unit_to_json,
 )
+from store.cache._postgres_sql import (
+    _INDEX_LOCK,
+    _LARGE_FOR_S,
+    BOOKKEEPING,
+    COUNT,
+    CREATE_INDEX,
+    DIRTY_NOTICED,
+    EVICT,
+    INDEX_EXISTS,
+    INDEX_SCAN_SETTINGS,
+    INSERT_POST,
+    INSERT_SOURCE,
+    INSERT_UNIT,
+    LIVE_IN_SCOPE,
+    LOCK_SIZE,
+    MARK_STALE,
+    MATCHED,
+    NEW_VERSION,
+    OLDEST,
+    PLACES,
+    SERVE,
+    STATS,
+    SUPERSEDED,
+    UNIT_BY_ID,
+    UNIT_EXACT,
+    UNITS_NEAREST,
+    UNITS_NEAREST_INDEXED,
+)
 from store.db import Connection, Database
 from store.embedders import Vectors
 
 log = logging.getLogger("store.cache")
-
-_UNIT = """
-SELECT u.unit_id, u.scope_key, u.question_norm, u.body, u.dirty, u.created_at, u.served_at,
-       u.served_count,
-       (SELECT coalesce(jsonb_object_agg(s.artifact_id,
-                                         jsonb_build_array(s.content_hash, s.version)),
-                        '{}'::jsonb)
-          FROM answer_unit_sources s WHERE s.unit_id = u.unit_id) AS provenance,
-       (SELECT coalesce(jsonb_agg(jsonb_build_array(p.platform, p.channel, p.thread)
-                                  ORDER BY p.posted_at, p.platform, p.channel, p.thread),
-                        '[]'::jsonb)
-          FROM answer_unit_posts p WHERE p.unit_id = u.unit_id) AS places
-FROM answer_units u
-"""
-UNIT_BY_ID = _UNIT + "WHERE u.unit_id = %s"
-UNIT_EXACT = (
-    _UNIT
-    + """
-WHERE u.scope_key = %s AND u.question_norm = %s
-ORDER BY u.created_at DESC LIMIT 1
-"""
-)
-# The CASE keeps the distance from ever meeting a row of another dimension (pgvector raises
-# on mixed dimensions, and WHERE clauses have no guaranteed evaluation order).
-UNITS_NEAREST = (
-    """
-WITH near AS (
-    SELECT unit_id, 1 - d AS similarity FROM (
-        SELECT unit_id, CASE WHEN dim = %(dim)s THEN embedding <=> %(q)s::vector END AS d
-        FROM answer_units WHERE scope_key = %(scope)s AND dim = %(dim)s AND NOT dirty
-    ) scored
-    ORDER BY d LIMIT %(limit)s
-)
-SELECT near.similarity, x.* FROM near
-JOIN LATERAL ("""
-    + _UNIT
-    + """ WHERE u.unit_id = near.unit_id) x ON true
-WHERE near.similarity >= %(cutoff)s
-ORDER BY near.similarity DESC
-"""
-)
-# Over a large scope: the HNSW index of the query's dimension (an expression index on
-# embedding::vector(dim) WHERE dim = <dim>, see _ensure_index). The scope and liveness filters
-# apply inside the index scan, and pgvector 0.8's iterative scan keeps reading the graph
-# until LIMIT rows pass them. Rows of other dimensions are not in that partial index, and a
-# scan checks its WHERE before it computes the ORDER BY key, so the cast never meets them.
-UNITS_NEAREST_INDEXED = (
-    """
-WITH near AS (
-    SELECT unit_id, 1 - (embedding::vector({dim}) <=> %(q)s::vector({dim})) AS similarity
-    FROM answer_units WHERE dim = {dim} AND scope_key = %(scope)s AND NOT dirty
-    ORDER BY embedding::vector({dim}) <=> %(q)s::vector({dim})
-    LIMIT %(limit)s
-)
-SELECT near.similarity, x.* FROM near
-JOIN LATERAL ("""
-    + _UNIT.replace("{", "{{").replace("}", "}}")
-    + """ WHERE u.unit_id = near.unit_id) x ON true
-WHERE near.similarity >= %(cutoff)s
-ORDER BY near.similarity DESC
-"""
-)
-# How many live units of this dimension the scope holds, counted up to a limit (an index-only
-# walk of answer_units_live): small scopes are searched exactly, large ones through HNSW.
-LIVE_IN_SCOPE = """
-SELECT count(*) AS n FROM (
-    SELECT 1 FROM answer_units WHERE scope_key = %s AND dim = %s AND NOT dirty LIMIT %s
-) live
-"""
-INDEX_EXISTS = "SELECT 1 FROM pg_indexes WHERE schemaname = current_schema() AND indexname = %s"
-CREATE_INDEX = """
-CREATE INDEX IF NOT EXISTS {name} ON answer_units
-USING hnsw ((embedding::vector({dim})) vector_cosine_ops) WITH (m = 16, ef_construction = 64)
-WHERE dim = {dim}
-"""
-_INDEX_LOCK = 0x6B62_6378  # "kbcx": advisory-lock namespace of the index creation
-SERVE = """
-UPDATE answer_units
-SET served_at = clock_timestamp(), served_count = served_count + 1, used_at = clock_timestamp()
-WHERE unit_id = %s AND NOT dirty
-RETURNING unit_id
-"""
-MARK_STALE = """
-UPDATE answer_units SET dirty = true, used_at = '-infinity' WHERE unit_id = %s AND NOT dirty
-"""
-COUNT = """
-INSERT INTO answer_cache_counters (name, value) SELECT unnest(%s::text[]), %s
-ON CONFLICT (name) DO UPDATE SET value = answer_cache_counters.value + EXCLUDED.value
-"""
-LOCK_SIZE = """
-SELECT name, value FROM answer_cache_counters WHERE name IN ('units', 'bytes') FOR UPDATE
-"""
-SUPERSEDED = """
-SELECT unit_id FROM answer_units
-WHERE scope_key = %s AND question_norm = %s AND dirty AND noticed
-"""
-EVICT = "DELETE FROM answer_units WHERE unit_id = ANY(%s) RETURNING size_bytes"
-OLDEST = """
-SELECT unit_id FROM answer_units WHERE unit_id <> %s ORDER BY used_at, unit_id LIMIT %s
-"""
-INSERT_UNIT = """
-INSERT INTO answer_units (unit_id, scope_key, question_norm, body, embedding, dim,
-                          created_at, used_at, size_bytes)
-VALUES (%s, %s, %s, %s, %s::vector, %s, %s, clock_timestamp(), %s)
-"""
-INSERT_SOURCE = """
-INSERT INTO answer_unit_sources (artifact_id, unit_id, content_hash, version)
-VALUES (%s, %s, %s, %s)
-"""
-INSERT_POST = """
-INSERT INTO answer_unit_posts (unit_id, platform, channel, thread)
-SELECT unit_id, %s, %s, %s FROM answer_units WHERE unit_id = %s
-ON CONFLICT DO NOTHING
-RETURNING unit_id
-"""
-MATCHED = """
-SELECT s.unit_id, s.content_hash, s.version
-FROM answer_unit_sources s JOIN answer_units u USING (unit_id)
-WHERE s.artifact_id = %s AND NOT u.noticed
-ORDER BY s.unit_id
-FOR UPDATE OF u
-"""
-DIRTY_NOTICED = """
-UPDATE answer_units SET dirty = true, noticed = true, used_at = '-infinity'
-WHERE unit_id = ANY(%s)
-"""
-NEW_VERSION = """
-UPDATE answer_unit_sources SET version = %s WHERE artifact_id = %s AND unit_id = ANY(%s)
-"""
-PLACES = """
-SELECT unit_id, platform, channel, thread FROM answer_unit_posts
-WHERE unit_id = ANY(%s) ORDER BY unit_id, posted_at, platform, channel, thread
-"""
-STATS = "SELECT name, value FROM answer_cache_counters"
 
 
 def _unit(row: dict[str, Any]) -> Unit:
@@ -214,6 +109,10 @@ class PostgresAnswerCache(CacheCore):
         self._exact_scan_limit = exact_scan_limit
         self._indexed: set[int] = set()
         self._iterative = self._db.supports_iterative_scan()
+        # (scope, dim) -> until when it is known to be large: a scope of thousands of units
+        # does not shrink below the exact-scan limit in seconds, and the index path is correct
+        # for any size (only slower than the exact scan for a small one).
+        self._large_until: dict[tuple[str, int], float] = {}
 
     def close(self) -> None:
         """The Database belongs to the caller; nothing of its own to close."""
@@ -254,29 +153,32 @@ class PostgresAnswerCache(CacheCore):
         params = {"scope": scope_key, "dim": dim, "q": query, "cutoff": cutoff, "limit": limit}
         self._ensure_index(dim)
         with self._db.connection() as conn:
-            counted = conn.execute(
-                LIVE_IN_SCOPE, (scope_key, dim, self._exact_scan_limit + 1)
-            ).fetchone()
-            live = 0 if counted is None else int(counted["n"])
-            if live == 0:
-                return None
-            if live <= self._exact_scan_limit:
+            large = self._large_until.get((scope_key, dim), 0.0) > time.monotonic()
+            if not large:
+                counted = conn.execute(
+                    LIVE_IN_SCOPE, (scope_key, dim, self._exact_scan_limit + 1)
+                ).fetchone()
+                live = 0 if counted is None else int(counted["n"])
+                if live == 0:
+                    return None
+                large = live > self._exact_scan_limit
+                if large:
+                    self._large_until[(scope_key, dim)] = time.monotonic() + _LARGE_FOR_S
+            if not large:
                 rows = conn.execute(UNITS_NEAREST, params).fetchall()
             else:
-                if self._iterative:
-                    conn.execute("SET LOCAL hnsw.iterative_scan = strict_order")
-                # The planner may cost a sort of the whole scope below the graph walk it
-                # does not know is bounded; at this size the sort is many times slower.
-                conn.execute("SET LOCAL enable_seqscan = off")
-                conn.execute("SET LOCAL enable_bitmapscan = off")
                 # A paraphrase must be found even where the graph has no structure to follow:
                 # among 100,000 random unit vectors, 200 near-duplicates (cosine 0.95) were
                 # found 75 % of the time at pgvector's default ef_search 40, 94 % at 100 and
                 # 98 % at 160 (p95 8 ms on a loaded 2-core machine). Real question embeddings
                 # cluster by topic, which HNSW navigates far better.
-                ef_search = max(160, 4 * limit)
-                conn.execute(f"SET LOCAL hnsw.ef_search = {ef_search}")
-                rows = conn.execute(UNITS_NEAREST_INDEXED.format(dim=dim), params).fetchall()
+                ef_search = str(max(160, 4 * limit))
+                # The settings and the query in one round trip.
+                with conn.pipeline():
+                    settings = {"iterative": self._iterative, "ef": ef_search}
+                    conn.execute(INDEX_SCAN_SETTINGS, settings)
+                    found = conn.execute(UNITS_NEAREST_INDEXED.format(dim=dim), params)
+                rows = found.fetchall()
         out: list[Candidate] = []
         for row in rows:
             try:
@@ -287,6 +189,7 @@ class PostgresAnswerCache(CacheCore):
 
     def _serve(self, unit_id: str, *, exact: bool, count: bool) -> Unit | None:
         with self._db.connection() as conn:
+            conn.execute(BOOKKEEPING)
             if conn.execute(SERVE, (unit_id,)).fetchone() is None:
                 return None
             if count:
@@ -298,7 +201,8 @@ class PostgresAnswerCache(CacheCore):
             conn.execute(MARK_STALE, (unit_id,))
 
     def _count(self, names: list[str]) -> None:
-        with self._db.connection() as conn:
+        with self._db.connection() as conn, conn.pipeline():
+            conn.execute(BOOKKEEPING)
             conn.execute(COUNT, (names, 1))
 
     @contextlib.contextmanager

@@ -391,3 +391,55 @@ def test_a_word_every_candidate_shares_does_not_outvote_the_word_that_sets_one_a
     assert first(SearchSettings()) == "confluence:rotation"
     # Weighting by corpus rarity alone, the page that repeats the shared words wins.
     assert first(SearchSettings(candidate_idf_power=0.0)) == "confluence:dashboard"
+
+
+def _postings_store(db: Database) -> SyncEngine:
+    """130 filler pages; "zebra" in 12 pages (the longest of them also says "stripe"), and
+    "stripe" in 30 pages in all: rare enough to be informative, past a budget of 20."""
+    embedder = HashingEmbedder()
+    bind_embedder(db, embedder.identity)
+    engine = SyncEngine(db, embedder, Chunker(TokenCounter(), size=120, overlap=20))
+    wiki = MemoryConnector("confluence", scopes=("ENG",))
+    for i in range(130):
+        wiki.put(f"filler{i}", f"Cafeteria {i}", f"Lunch menu {i} lists soup and bread.")
+    for i in range(11):
+        wiki.put(f"zebra{i}", f"Zoo note {i}", f"The zebra {i} eats grass.")
+    wiki.put(
+        "both",
+        "Zoo note long",
+        "The zebra with the widest stripe eats grass near the river every morning at dawn.",
+    )
+    for i in range(29):
+        wiki.put(f"stripe{i}", f"Paint note {i}", f"A stripe of paint {i} marks the road.")
+    assert engine.run(wiki, full=True).status == "ok"
+    return engine
+
+
+def _keyword_ids(db: Database, question: str, settings: SearchSettings) -> list[str]:
+    vector = HashingEmbedder().embed([question], purpose="query")[0]
+    passages = Retriever(db, TokenCounter(), settings).search(
+        question, vector, EVERYTHING, mode="keyword", limit=50
+    )
+    return [p.artifact_id for p in passages]
+
+
+def test_a_lexeme_past_the_postings_budget_does_not_pick_keyword_candidates(db: Database) -> None:
+    _postings_store(db)
+    bounded = _keyword_ids(db, "zebra stripe", SearchSettings(keyword_postings=20))
+    # Only the 12 zebra pages' postings are read: the 30 of "stripe" would pass the budget.
+    assert len(bounded) == 12
+    assert all(a.startswith(("confluence:zebra", "confluence:both")) for a in bounded)
+    unbounded = _keyword_ids(db, "zebra stripe", SearchSettings(keyword_postings=None))
+    assert len(unbounded) == 12 + 29
+
+
+def test_a_lexeme_past_the_budget_still_ranks_the_rarer_lexemes_candidates(db: Database) -> None:
+    _postings_store(db)
+    one = {"keyword_postings": 20, "keyword_candidates": 1}
+    # A pool of the 12 best zebra pages: the one candidate is the zebra page that also says
+    # "stripe", though it is the longest.
+    pooled = _keyword_ids(db, "zebra stripe", SearchSettings(**one, keyword_pool=12))
+    assert pooled == ["confluence:both"]
+    # Without the second look at the pool, the shortest zebra page would be taken.
+    shortest = _keyword_ids(db, "zebra stripe", SearchSettings(**one, keyword_pool=1))
+    assert shortest != ["confluence:both"]
