@@ -10,6 +10,11 @@ the same store, the same-run baseline for the vector-only reference point of iss
 
 Run: .venv/bin/python bench/retrieval.py [--samples 5] [--data-dir DIR]
 (DIR keeps the embedded Postgres and the embedding memo between runs; default: a temp dir.)
+
+Variants of the sentence signal (docs/BENCHMARKS.md, "Sentence signal"):
+``--sentences pooled|separate|none``, ``--pool-context N`` (pooled units also average N word
+pieces either side) and ``--sentence-weights W ...`` (the best sentence's weight in the
+semantic score; each weight is scored on the same store, one hybrid column per weight).
 """
 
 from __future__ import annotations
@@ -33,8 +38,11 @@ sys.path[:0] = [str(ROOT)]
 
 from kb.evaluation import EvalQuery, eval_store, load_queries, run_mode  # noqa: E402
 from kb.settings import load_settings  # noqa: E402
-from kb.wiring import build_embedder, database_url  # noqa: E402
+from kb.wiring import database_url  # noqa: E402
 from store.db import Database  # noqa: E402
+from store.embedders.local import LocalEmbedder  # noqa: E402
+from store.embedders.memo import MemoEmbedder  # noqa: E402
+from store.search import Retriever, SearchSettings  # noqa: E402
 from store.tokens import TokenCounter  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "qa" / "squad-dev"
@@ -60,10 +68,14 @@ def main() -> None:
     parser.add_argument("--sentences", choices=["pooled", "separate", "none"], default="pooled")
     parser.add_argument("--modes", nargs="+", default=["vector", "keyword", "hybrid"])
     parser.add_argument("--no-all", action="store_true", help="skip the all-questions slice")
+    parser.add_argument("--pool-context", type=int, default=0)
+    parser.add_argument("--sentence-weights", type=float, nargs="+", default=[1.0])
     args = parser.parse_args()
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="kb-bench-retrieval-"))
     settings = load_settings({"KB_DATA_DIR": str(data_dir)})
-    embedder = build_embedder(settings)
+    memo_dir = data_dir / "embed-memo"
+    memo_dir.mkdir(parents=True, exist_ok=True)
+    embedder = MemoEmbedder(LocalEmbedder(span_context=args.pool_context), memo_dir)
     counter = TokenCounter()
     everything = load_queries(DATA / "queries.jsonl", DATA / "qrels.tsv", None)
     slices: dict[str, list[int]] = {
@@ -88,10 +100,13 @@ def main() -> None:
             row: dict[str, Any] = {"slice": name}
             row["plain vector recall@1"] = round(plain_vector_recall_at_1(store.db, queries, qv), 3)
             for mode in args.modes:
-                result = run_mode(store.retriever, queries, qv, mode)
-                row[f"{mode} recall@1"] = result["recall@1"]
-                row[f"{mode} containment@5"] = result["containment@5"]
-                row[f"{mode} p95 ms"] = result["latency_p95_ms"]
+                for weight in args.sentence_weights:
+                    retriever = Retriever(store.db, counter, SearchSettings(sentence_weight=weight))
+                    result = run_mode(retriever, queries, qv, mode)
+                    key = mode if len(args.sentence_weights) == 1 else f"{mode} w{weight:g}"
+                    row[f"{key} recall@1"] = result["recall@1"]
+                    row[f"{key} containment@5"] = result["containment@5"]
+                    row[f"{key} p95 ms"] = result["latency_p95_ms"]
             rows.append(row)
             print(json.dumps(row), flush=True)
     samples = [r for r in rows if r["slice"].startswith("random")]
@@ -103,10 +118,6 @@ def main() -> None:
                 for key in samples[0]
                 if key != "slice"
             },
-            **{
-                f"{mode} recall@1 min": min(float(r[f"{mode} recall@1"]) for r in samples)
-                for mode in args.modes
-            },
         }
         print(json.dumps(summary))
     print(
@@ -115,6 +126,7 @@ def main() -> None:
                 "machine": f"{platform.machine()} {os.cpu_count()} cores",
                 "python": platform.python_version(),
                 "sentences": args.sentences,
+                "pool_context": args.pool_context,
                 "ingest_s": round(ingest_s, 1),
                 "load": os.getloadavg(),
                 "numpy": np.__version__,
