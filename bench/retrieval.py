@@ -14,7 +14,10 @@ Run: .venv/bin/python bench/retrieval.py [--samples 5] [--data-dir DIR]
 Variants of the sentence signal (docs/BENCHMARKS.md, "Sentence signal"):
 ``--sentences pooled|separate|none``, ``--pool-context N`` (pooled units also average N word
 pieces either side) and ``--sentence-weights W ...`` (the best sentence's weight in the
-semantic score; each weight is scored on the same store, one hybrid column per weight).
+semantic score; each weight is scored on the same store, one hybrid column per weight),
+``--sentence-pool max lse:T ...`` (how a chunk's sentence similarities become one: ``max`` as
+shipped, or the soft maximum ln(sum(exp(T*s)))/T; the benchmark swaps that expression in the
+retriever's query, an instrument only).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
+import store.search  # noqa: E402
 from kb.evaluation import EvalQuery, eval_store, load_queries, run_mode  # noqa: E402
 from kb.settings import load_settings  # noqa: E402
 from kb.wiring import database_url  # noqa: E402
@@ -46,6 +50,19 @@ from store.search import Retriever, SearchSettings  # noqa: E402
 from store.tokens import TokenCounter  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "qa" / "squad-dev"
+SHIPPED_QUERY = store.search.RANK_QUERY
+MAX_SENTENCE = "max(1 - (s.embedding <=> %(vector)s))"
+
+
+def use_sentence_pool(pool: str) -> None:
+    """Point the retriever's query at ``max`` (as shipped) or a soft maximum ``lse:T``."""
+    assert MAX_SENTENCE in SHIPPED_QUERY, "the retriever's query changed: update the bench"
+    if pool == "max":
+        store.search.RANK_QUERY = SHIPPED_QUERY
+        return
+    t = float(pool.split(":")[1])
+    soft = f"ln(sum(exp({t} * (1 - (s.embedding <=> %(vector)s))))) / {t}"
+    store.search.RANK_QUERY = SHIPPED_QUERY.replace(MAX_SENTENCE, soft)
 
 
 def plain_vector_recall_at_1(db: Database, queries: list[EvalQuery], vectors: Any) -> float:
@@ -70,6 +87,7 @@ def main() -> None:
     parser.add_argument("--no-all", action="store_true", help="skip the all-questions slice")
     parser.add_argument("--pool-context", type=int, default=0)
     parser.add_argument("--sentence-weights", type=float, nargs="+", default=[1.0])
+    parser.add_argument("--sentence-pool", nargs="+", default=["max"])
     args = parser.parse_args()
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="kb-bench-retrieval-"))
     settings = load_settings({"KB_DATA_DIR": str(data_dir)})
@@ -99,11 +117,13 @@ def main() -> None:
             qv = vectors[idx]
             row: dict[str, Any] = {"slice": name}
             row["plain vector recall@1"] = round(plain_vector_recall_at_1(store.db, queries, qv), 3)
+            variants = [(w, pool) for w in args.sentence_weights for pool in args.sentence_pool]
             for mode in args.modes:
-                for weight in args.sentence_weights:
+                for weight, pool in variants:
+                    use_sentence_pool(pool)
                     retriever = Retriever(store.db, counter, SearchSettings(sentence_weight=weight))
                     result = run_mode(retriever, queries, qv, mode)
-                    key = mode if len(args.sentence_weights) == 1 else f"{mode} w{weight:g}"
+                    key = mode if len(variants) == 1 else f"{mode} w{weight:g} {pool}"
                     row[f"{key} recall@1"] = result["recall@1"]
                     row[f"{key} containment@5"] = result["containment@5"]
                     row[f"{key} p95 ms"] = result["latency_p95_ms"]
