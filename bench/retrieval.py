@@ -48,6 +48,7 @@ from store.embedders.local import LocalEmbedder  # noqa: E402
 from store.embedders.memo import MemoEmbedder  # noqa: E402
 from store.search import Retriever, SearchSettings  # noqa: E402
 from store.tokens import TokenCounter  # noqa: E402
+from sync.embedding import search_settings  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "qa" / "squad-dev"
 SHIPPED_QUERY = store.search.RANK_QUERY
@@ -86,7 +87,7 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", default=["vector", "keyword", "hybrid"])
     parser.add_argument("--no-all", action="store_true", help="skip the all-questions slice")
     parser.add_argument("--pool-context", type=int, default=0)
-    parser.add_argument("--sentence-weights", type=float, nargs="+", default=[1.0])
+    parser.add_argument("--sentence-weights", type=float, nargs="+", default=None)
     parser.add_argument("--sentence-pool", nargs="+", default=["max"])
     args = parser.parse_args()
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="kb-bench-retrieval-"))
@@ -94,6 +95,8 @@ def main() -> None:
     memo_dir = data_dir / "embed-memo"
     memo_dir.mkdir(parents=True, exist_ok=True)
     embedder = MemoEmbedder(LocalEmbedder(span_context=args.pool_context), memo_dir)
+    # Default: the weight that ships for this signal (sync/embedding.py, SENTENCE_WEIGHT).
+    weights = args.sentence_weights or [search_settings(embedder, args.sentences).sentence_weight]
     counter = TokenCounter()
     everything = load_queries(DATA / "queries.jsonl", DATA / "qrels.tsv", None)
     slices: dict[str, list[int]] = {
@@ -117,7 +120,7 @@ def main() -> None:
             qv = vectors[idx]
             row: dict[str, Any] = {"slice": name}
             row["plain vector recall@1"] = round(plain_vector_recall_at_1(store.db, queries, qv), 3)
-            variants = [(w, pool) for w in args.sentence_weights for pool in args.sentence_pool]
+            variants = [(w, pool) for w in weights for pool in args.sentence_pool]
             for mode in args.modes:
                 for weight, pool in variants:
                     use_sentence_pool(pool)
