@@ -29,7 +29,7 @@ from store.search import Mode, Retriever
 from store.tokens import TokenCounter
 from sync.chunking import Chunker
 from sync.corpus import SCOPE, CorpusConnector
-from sync.embedding import SentenceSignal
+from sync.embedding import SentenceSignal, search_settings
 from sync.engine import SyncEngine
 
 
@@ -111,7 +111,7 @@ def eval_store(
             # the planner has not seen yet.
             for table in ("artifacts", "chunks", "chunk_sentences", "term_stats"):
                 conn.execute(f"ANALYZE {table}")
-        yield EvalStore(db, Retriever(db, counter))
+        yield EvalStore(db, Retriever(db, counter, search_settings(embedder, sentence_signal)))
     finally:
         db.drop_schema()
         db.close()

@@ -4,6 +4,7 @@ source connectors, opened in one place and closed in reverse order (docs/ARCHITE
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from store.cache import AnswerCache
 from store.cache_backend_lock import CacheBackendLock
 from store.db import Database
 from store.embedders import Embedder
+from store.tokens import load_encoding
 from sync.engine import SyncEngine
 from sync.freshness import CacheInvalidator
 from sync.source import SourceConnector
@@ -42,12 +44,19 @@ def open_runtime(
     schema: str = "public",
     cache_dir: Path | None = None,
     connectors: bool = False,
+    warm: bool = False,
 ) -> Iterator[Runtime]:
     """Open what a command needs; ``connectors``: also the configured sources' clients.
 
-    ``schema`` and ``cache_dir`` keep ``kb demo`` apart from a real store."""
+    ``schema`` and ``cache_dir`` keep ``kb demo`` apart from a real store; ``warm`` loads the
+    embedding model and the token encoding on a thread while Postgres starts."""
     with ExitStack() as stack:
         embedder = wiring.build_embedder(settings)
+        if warm:
+            warming = threading.Thread(target=_warm, args=(embedder,), daemon=True)
+            warming.start()
+            # A process must not exit while the thread is inside onnxruntime: it aborts.
+            stack.callback(warming.join)
         db = wiring.open_bound_store(settings, embedder, pool_size=pool_size, schema=schema)
         stack.callback(db.close)
         # Every process of a store on one answer-cache backend (store/cache_backend_lock.py).
@@ -62,3 +71,17 @@ def open_runtime(
             if callable(close):
                 stack.callback(close)
         yield Runtime(settings, embedder, db, cache, CacheInvalidator(db, cache), clients)
+
+
+def _warm(embedder: Embedder) -> None:
+    """Load what the first sync and the first question will need. A failure is left for the
+    real call to report (the model's own load raises it again)."""
+    current: object = embedder
+    while current is not None and not callable(getattr(current, "load", None)):
+        current = getattr(current, "inner", None)
+    try:
+        load_encoding()
+        if current is not None:
+            current.load()  # type: ignore[attr-defined]
+    except Exception:  # reported again by the call that needs it
+        return

@@ -14,9 +14,15 @@ from importlib import resources
 from importlib.abc import Traversable
 from typing import Any
 
+from store.embedders.shipped import ShippedVectors
 from sync._confluence_parse import parse_v1_content
 from sync._jira_parse import parse_issue
 from sync.source import FetchFailure, ScopeListing, SourceDocument, SourceName
+
+# The sample's vectors, made by `python -m kb.sample_vectors` (docs/BENCHMARKS.md,
+# "First `kb demo`"): used only where the model file and each text match.
+VECTORS_MANIFEST = "vectors.json"
+VECTORS_ROWS = "vectors.npy"
 
 WIKI_BASE = "https://northwind.example/wiki"
 JIRA_BASE = "https://northwind.example"
@@ -83,3 +89,11 @@ def sample_connectors() -> list[SampleConnector]:
 def sample_questions() -> list[dict[str, Any]]:
     data: list[dict[str, Any]] = json.loads((_root() / "questions.json").read_text("utf-8"))
     return data
+
+
+def sample_vectors() -> ShippedVectors | None:
+    """The vectors shipped with the sample, or None if they are not there."""
+    manifest, rows = _root() / VECTORS_MANIFEST, _root() / VECTORS_ROWS
+    if not (manifest.is_file() and rows.is_file()):
+        return None
+    return ShippedVectors.load(manifest.read_text("utf-8"), rows.read_bytes())

@@ -23,6 +23,7 @@ from store.schema import bind_embedder, stored_dimension
 from store.search import Retriever
 from store.tokens import TokenCounter
 from sync.chunking import Chunker
+from sync.embedding import search_settings
 from sync.engine import ChangeListener, SyncEngine
 from sync.source import SourceConnector
 
@@ -216,7 +217,7 @@ def build_flow(settings: Settings, db: Database, embedder: Embedder, cache: Answ
     return Flow(
         db=db,
         embedder=embedder,
-        retriever=Retriever(db, TokenCounter()),
+        retriever=Retriever(db, TokenCounter(), search_settings(embedder)),
         cache=cache,
         answerer=answerer,
         condense=condenser,

@@ -19,9 +19,27 @@ import numpy as np
 from core.errors import KbError
 from store.artifacts import ChunkRow
 from store.embedders import Embedder, Vectors, span_embedder
+from store.search import SearchSettings
 from sync.chunking import sentence_spans
 
 SentenceSignal = Literal["pooled", "separate", "none"]
+
+# The best sentence's weight in the semantic score, by how the sentence vectors are made
+# (docs/BENCHMARKS.md, "Sentence signal"): pooled ones, which share their chunk's context, rank
+# best at 2 (+0.004 recall@1 on squad-dev's first 1,000); separate ones lose 0.006-0.007 at 2.
+SENTENCE_WEIGHT: dict[SentenceSignal, float] = {"pooled": 2.0, "separate": 1.0, "none": 1.0}
+
+
+def effective_signal(embedder: Embedder, signal: SentenceSignal) -> SentenceSignal:
+    """What ``signal`` becomes with this embedder: one that cannot pool embeds separately."""
+    if signal == "pooled" and span_embedder(embedder) is None:
+        return "separate"
+    return signal
+
+
+def search_settings(embedder: Embedder, signal: SentenceSignal = "pooled") -> SearchSettings:
+    """The retriever's settings for a store whose sentence vectors this embedder made."""
+    return SearchSettings(sentence_weight=SENTENCE_WEIGHT[effective_signal(embedder, signal)])
 
 
 def embedding_text(title: str, heading: str, text: str) -> str:

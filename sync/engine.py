@@ -11,133 +11,45 @@ A run is a pipeline: a prefetch thread lists, fetches, normalises, reads the sto
 a group of pages in one query and chunks what changed; this thread embeds all of a group's
 texts in one call (the embedder batches them by length, sentences with sentences and chunks
 with chunks) and commits the group's pages in order, each as its vectors arrive.
+
+The write step of one page is sync/_page_writer.py; a run's tallies and its report are
+sync/_run_bookkeeping.py.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
-import unicodedata
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Literal, Protocol
+from typing import Literal
 
 import psycopg
 
 from core.errors import KbError
-from store import artifacts, outbox, sync_state
-from store.artifacts import ArtifactRow, ArtifactState, ChunkRow
-from store.db import Connection, Database
+from store import artifacts, sync_state
+from store.artifacts import ArtifactRow, ChunkRow
+from store.db import Database
 from store.embedders import Embedder
-from store.outbox import SourceChange
 from store.search import refresh_term_stats
 from store.sync_state import RunCounts
+from sync._page_writer import ChangeListener, NoListener, PageWriter, content_hash, normalise_text
+from sync._page_writer import PageWork as _Work
 from sync._prefetch import Prefetcher
+from sync._run_bookkeeping import Outcome, Progress, RunReport
+from sync._run_bookkeeping import ScopeRun as _ScopeRun
+from sync._run_bookkeeping import Tally as _Tally
 from sync.chunking import Chunker, sentence_units
 from sync.embedding import PageText, PageVectors, SentenceSignal, embed_pages
 from sync.source import FetchFailure, SourceConnector, SourceDocument
 
+__all__ = ["ChangeListener", "Item", "NoListener", "Outcome", "RunReport", "SyncEngine"]
+
 log = logging.getLogger(__name__)
 
-Outcome = Literal["synced", "unchanged", "deleted", "skipped", "failed"]
 _RUN_LOCK = 0x6B62_7379  # "kbsy": one active runner per source, across processes
-
-
-class ChangeListener(Protocol):
-    """Told about every committed change; the answer cache and notices hang off this."""
-
-    def source_changed(self, artifact_id: str, *, content_hash: str, version: str) -> None: ...
-
-    def source_deleted(self, artifact_id: str) -> None: ...
-
-
-class NoListener:
-    def source_changed(self, artifact_id: str, *, content_hash: str, version: str) -> None:
-        return None
-
-    def source_deleted(self, artifact_id: str) -> None:
-        return None
-
-
-@dataclass(frozen=True)
-class RunReport:
-    run_id: int | None
-    source: str
-    scopes: tuple[str, ...]
-    mode: str
-    status: Literal["ok", "partial", "failed", "busy"]
-    counts: RunCounts
-    errors: tuple[str, ...]
-    seconds: float
-
-    def summary(self) -> str:
-        c = self.counts
-        return (
-            f"{self.source}: synced {c.synced}, unchanged {c.unchanged}, deleted {c.deleted}, "
-            f"skipped {c.skipped}, failed {c.failed} ({self.seconds:.1f} s)"
-        )
-
-
-@dataclass
-class _Tally:
-    counts: dict[str, int] = field(
-        default_factory=lambda: dict.fromkeys(RunCounts.__dataclass_fields__, 0)
-    )
-    errors: list[str] = field(default_factory=list)
-    listing_failed: bool = False
-
-    def add(self, outcome: Outcome) -> None:
-        self.counts[outcome] += 1
-
-    def frozen(self) -> RunCounts:
-        return RunCounts(**self.counts)
-
-
-Progress = Callable[[str, RunCounts], None]
 Item = SourceDocument | FetchFailure
-
-
-@dataclass(frozen=True)
-class _Work:
-    """A fetched page made ready on the prefetch thread: its row (None when it must leave the
-    index), its stored state, and, when its text changed, its chunks."""
-
-    doc: SourceDocument
-    row: ArtifactRow | None
-    state: ArtifactState | None
-    chunks: tuple[ChunkRow, ...]
-
-    @property
-    def needs_embedding(self) -> bool:
-        if self.row is None:
-            return False
-        s = self.state
-        return s is None or s.deleted or s.content_hash != self.row.content_hash
-
-
-@dataclass
-class _ScopeRun:
-    cursor_scope: tuple[str, str]
-    ordered: bool  # items arrive in modification order, so the cursor may follow them
-    tally: _Tally
-    clean: bool = True  # no failure yet: the cursor may still advance
-
-
-def normalise_text(text: str) -> str:
-    """NFC, unified newlines, no trailing spaces, at most one blank line in a row."""
-    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
-    lines = [line.rstrip() for line in text.split("\n")]
-    out: list[str] = []
-    for line in lines:
-        if line or (out and out[-1]):
-            out.append(line)
-    return "\n".join(out).strip()
-
-
-def content_hash(title: str, text: str) -> str:
-    return hashlib.sha256(f"{title}\n{text}".encode()).hexdigest()
 
 
 class SyncEngine:
@@ -157,6 +69,7 @@ class SyncEngine:
         self._embedder = embedder
         self._chunker = chunker
         self._listener = listener or NoListener()
+        self._writer = PageWriter(db, self._listener)
         self._include_restricted = include_restricted
         self._sentence_signal = sentence_signal
         self._group_pages = group_pages
@@ -268,7 +181,7 @@ class SyncEngine:
                 with self._db.connection() as conn:
                     gone = artifacts.live_ids(conn, source, scope) - listing.artifact_ids
                 for artifact_id in sorted(gone):
-                    tally.add(self._delete(artifact_id))
+                    tally.add(self._writer.delete(artifact_id))
         except KbError as exc:
             tally.listing_failed = True
             tally.errors.append(f"{source} {scope}: {exc}")
@@ -286,13 +199,13 @@ class SyncEngine:
     def sync_document(self, doc: SourceDocument | None, artifact_id: str) -> Outcome:
         """Run one fetched artifact (or its absence) through the gate: webhooks use this."""
         if doc is None:
-            return self._delete(artifact_id)
+            return self._writer.delete(artifact_id)
         (work,) = self._prepare([doc])
         if isinstance(work, FetchFailure):
             log.warning("could not sync %s: %s", doc.artifact_id, work.error)
             return "failed"
         (vectors,) = self._embed([work]) if work.needs_embedding else (None,)
-        return self._apply(work, vectors, cursor_scope=None, cursor=None, errors=[])
+        return self._writer.apply(work, vectors, cursor_scope=None, cursor=None, errors=[])
 
     def _prepare(self, items: list[Item]) -> list[_Work | FetchFailure]:
         """Normalise, hash, read the stored states of the whole group in one query, and chunk
@@ -360,7 +273,7 @@ class SyncEngine:
                 run.tally.errors.append(f"{item.artifact_id}: {item.error}")
             else:
                 cursor = item.doc.updated_at if run.ordered and run.clean else None
-                outcome = self._apply(
+                outcome = self._writer.apply(
                     item,
                     vectors.get(id(item)),
                     cursor_scope=run.cursor_scope,
@@ -382,86 +295,3 @@ class SyncEngine:
     def _embed(self, works: list[_Work]) -> list[PageVectors | KbError]:
         pages = [PageText(w.row.title if w.row else "", w.chunks) for w in works]
         return embed_pages(self._embedder, self._sentence_signal, pages)
-
-    def _apply(
-        self,
-        work: _Work,
-        vectors: PageVectors | KbError | None,
-        *,
-        cursor_scope: tuple[str, str] | None,
-        cursor: datetime | None,
-        errors: list[str],
-    ) -> Outcome:
-        """One prepared page into the store. An unchanged page's cursor is the caller's to
-        record; a changed page commits its cursor with its chunks."""
-        doc, row, state = work.doc, work.row, work.state
-        if row is None:
-            # A page that became restricted must stop being searchable.
-            return "deleted" if self._delete(doc.artifact_id) == "deleted" else "skipped"
-        try:
-            if not work.needs_embedding:
-                assert state is not None
-                if state.version != doc.version:
-                    with self._db.connection() as conn:
-                        artifacts.touch_version(conn, row)
-                        change = SourceChange(
-                            doc.artifact_id, "updated", row.content_hash, doc.version
-                        )
-                        _record_change(conn, change)
-                    # Same text, new version: the cache records it and dirties nothing.
-                    self._notify_changed(doc.artifact_id, row.content_hash, doc.version)
-                return "unchanged"
-            if isinstance(vectors, KbError):
-                raise vectors
-            assert vectors is not None
-            with self._db.connection() as conn:
-                conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (doc.artifact_id,))
-                current = artifacts.states(conn, [doc.artifact_id]).get(doc.artifact_id)
-                if (
-                    current is not None
-                    and not current.deleted
-                    and current.content_hash == row.content_hash
-                ):
-                    return "unchanged"  # a concurrent writer (webhook or run) got here first
-                artifacts.replace(
-                    conn, row, vectors.chunks, vectors.chunk_vectors, vectors.sentence_vectors
-                )
-                if state is not None and not state.deleted:
-                    change = SourceChange(doc.artifact_id, "updated", row.content_hash, doc.version)
-                    _record_change(conn, change)
-                if cursor_scope and cursor:
-                    sync_state.advance_cursor(conn, *cursor_scope, cursor)
-        except (KbError, psycopg.Error) as exc:
-            errors.append(f"{doc.artifact_id}: {exc}")
-            log.warning("could not sync %s: %s", doc.artifact_id, exc)
-            return "failed"
-        if state is not None and not state.deleted:
-            # A page indexed for the first time (or restored) cannot be cited by any answer yet.
-            self._notify_changed(doc.artifact_id, row.content_hash, doc.version)
-        return "synced"
-
-    def _delete(self, artifact_id: str) -> Outcome:
-        with self._db.connection() as conn:
-            removed = artifacts.tombstone(conn, artifact_id)
-            if removed:
-                _record_change(conn, SourceChange(artifact_id, "deleted"))
-        if not removed:
-            return "skipped"
-        try:
-            self._listener.source_deleted(artifact_id)
-        except Exception:  # the cache re-validates on read; never lose the sync over it
-            log.exception("the answer cache could not be told %s was deleted", artifact_id)
-        return "deleted"
-
-    def _notify_changed(self, artifact_id: str, digest: str, version: str) -> None:
-        try:
-            self._listener.source_changed(artifact_id, content_hash=digest, version=version)
-        except Exception:  # the cache re-validates on read; never lose the sync over it
-            log.exception("the answer cache could not be told %s changed", artifact_id)
-
-
-def _record_change(conn: Connection, change: SourceChange) -> None:
-    """The intent to invalidate and notify, committed with the change that causes it; the
-    listener applies it after the commit, or a later pass after a crash (docs/ARCHITECTURE.md,
-    "Outbox")."""
-    outbox.enqueue(conn, change)

@@ -47,8 +47,16 @@ TRIM_AFTER_TOKENS = 1024
 
 
 def _sha256(path: Path) -> str:
+    """The file's sha256, hashed once per process for a given (path, size, mtime)."""
+    stat = path.stat()
+    return _sha256_of(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
+    del size, mtime_ns  # part of the cache key: a rewritten file is hashed again
     digest = hashlib.sha256()
-    with path.open("rb") as fh:
+    with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -118,6 +126,7 @@ class LocalEmbedder:
         memory_arena: bool = False,
         spinning: bool = False,
         optimization: str = "all",
+        span_context: int = 0,
     ) -> None:
         self._model_path = model_path
         self._tokenizer_path = tokenizer_path
@@ -131,11 +140,20 @@ class LocalEmbedder:
         self._session: Any = None
         self._tokenizer: Any = None
         self._needs_token_types = False
+        # Word pieces of context either side that a pooled unit also averages (0: its own).
+        self._span_context = span_context
         self.stats = EmbedStats()
 
     @property
     def identity(self) -> EmbedderIdentity:
         return EmbedderIdentity("local:all-MiniLM-L6-v2-int8", DIMENSION)
+
+    def model_sha256(self) -> str:
+        """The sha256 of the model file this embedder runs (or will run once loaded)."""
+        model = self._model_path or default_model_path()
+        if not model.is_file():
+            raise ModelFileError(f"the local embedding model file {model} is missing")
+        return _sha256(model)
 
     def load(self) -> None:
         """Load and verify the model now instead of at the first call."""
@@ -212,7 +230,7 @@ class LocalEmbedder:
             out[idx] = normalise_rows(pooled.astype(np.float32))
             for row, i in enumerate(idx):
                 if spans[i]:
-                    units[i] = _pool_units(hidden[row], encodings[i], spans[i])
+                    units[i] = _pool_units(hidden[row], encodings[i], spans[i], self._span_context)
         if padded >= TRIM_AFTER_TOKENS:  # a query's few tokens leave nothing worth a trim
             return_freed_memory()
         return out, units
@@ -264,7 +282,9 @@ class LocalEmbedder:
         return hidden, mask
 
 
-def _pool_units(hidden: Any, encoding: Any, units: Sequence[Sequence[tuple[int, int]]]) -> Vectors:
+def _pool_units(
+    hidden: Any, encoding: Any, units: Sequence[Sequence[tuple[int, int]]], context: int = 0
+) -> Vectors:
     starts = np.array([o[0] for o in encoding.offsets])
     ends = np.array([o[1] for o in encoding.offsets])
     real = np.array(encoding.special_tokens_mask) == 0
@@ -274,6 +294,11 @@ def _pool_units(hidden: Any, encoding: Any, units: Sequence[Sequence[tuple[int, 
         for a, b in unit:
             inside |= (starts >= a) & (ends <= b) & (ends > starts)
         inside &= real
+        if context and inside.any():
+            grown = np.zeros_like(inside)
+            for at in np.flatnonzero(inside):
+                grown[max(0, at - context) : at + context + 1] = True
+            inside = grown & real
         if inside.any():
             out[n] = hidden[: len(starts)][inside].mean(axis=0)
     seen = ~np.isnan(out[:, 0])

@@ -3,6 +3,7 @@ engine with the local embedder, questions read from stdin, answers with their so
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +39,8 @@ def test_the_demo_answers_questions_from_stdin_with_sources(
         "every issue but the one with a security level"
     )
     assert "extractive quotes (set ANTHROPIC_API_KEY" in out
+    shipped = re.search(r"(\d+) of (\d+) texts took their vectors from the ones shipped", out)
+    assert shipped and shipped[1] == shipped[2], "a fresh demo embeds nothing of the sample"
     answers = out.split("ask> ")[1:]
     assert len(answers) == 3, "stops at quit"
     windows, ops412, again = answers

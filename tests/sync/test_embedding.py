@@ -8,7 +8,7 @@ from core.errors import KbError
 from store.artifacts import ChunkRow
 from store.embedders.local import LocalEmbedder
 from sync.chunking import sentence_units
-from sync.embedding import PageText, PageVectors, embed_pages
+from sync.embedding import PageText, PageVectors, embed_pages, search_settings
 
 
 @pytest.fixture(scope="module")
@@ -86,3 +86,14 @@ def test_a_page_the_embedder_refuses_fails_alone() -> None:
     results = embed_pages(fake, "separate", [RUNBOOK, _page("Bad", "POISON here."), RUNBOOK])
     assert isinstance(results[0], PageVectors) and isinstance(results[2], PageVectors)
     assert isinstance(results[1], KbError)
+
+
+def test_the_best_sentence_weighs_more_when_its_vector_was_pooled_than_embedded_alone(
+    local: LocalEmbedder,
+) -> None:
+    pooled = search_settings(local, "pooled").sentence_weight
+    separate = search_settings(local, "separate").sentence_weight
+    assert pooled > separate, "measured on squad-dev: docs/BENCHMARKS.md, Sentence signal"
+    assert search_settings(HashingEmbedder(), "pooled").sentence_weight == separate, (
+        "an embedder that cannot pool stores separate vectors, and is weighed as such"
+    )

@@ -121,3 +121,15 @@ def test_the_embedder_returns_freed_model_memory_to_the_os() -> None:
         [sys.executable, "-c", _LEFT_RESIDENT], capture_output=True, text=True, check=True
     )
     assert float(out.stdout) < 10  # MB; about 65 MB before the embedder trimmed
+
+
+def test_pooled_units_with_context_also_average_their_neighbours_word_pieces() -> None:
+    text = "The pager rotates weekly. Deploys are frozen on Fridays."
+    units = [[(0, 25)], [(26, len(text))]]
+    _, (own,) = LocalEmbedder().embed_spans([text], [units])
+    _, (wide,) = LocalEmbedder(span_context=100).embed_spans([text], [units])
+    assert own is not None and wide is not None
+    assert float(own[0] @ own[1]) < 0.9, "without context each unit pools its own words"
+    assert np.allclose(wide[0], wide[1], atol=1e-6), "context wider than the text: all of it"
+    _, (near,) = LocalEmbedder(span_context=2).embed_spans([text], [units])
+    assert near is not None and float(own[0] @ own[1]) < float(near[0] @ near[1]) < 1 - 1e-6
