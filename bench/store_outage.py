@@ -29,6 +29,7 @@ from pathlib import Path
 _BENCH = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH]
 sys.path.insert(0, str(_BENCH.parent / "tests"))
+sys.path.insert(1, str(_BENCH.parent))
 
 from fakes.flow import FakeFlow  # noqa: E402
 from fakes.postgres_outage import StoppablePostgres  # noqa: E402
