@@ -72,9 +72,7 @@ _SCOPE_SQL = """
 # 19,900 rows, each a heap visit, and the lexeme that crossed a soft budget was read whole),
 # pick keyword candidates, one GIN lookup each, ranked by the IDF mass of the lexemes they hold
 # (ts_rank_cd knows nothing of rarity and would read every match's tsvector), shorter first;
-# the lexemes past the budget then add their IDF to the best kw_pool rows that hold them
-# (each row's tsvector, TOASTed when long, is read once: strip() gives an in-memory copy, where
-# testing the column itself fetched and decompressed it again for every such lexeme).
+# the lexemes past the budget then add their IDF to the best kw_pool rows that hold them.
 # Each candidate's tsvector comes back as text for BM25 and phrase scoring.
 RANK_QUERY = rf"""
 WITH question AS MATERIALIZED (
@@ -104,7 +102,7 @@ eligible AS MATERIALIZED (
        OR (w.rarity <= 3 AND NOT EXISTS (SELECT 1 FROM weighted i WHERE i.informative))
 ),
 picked AS MATERIALIZED (
-    SELECT e.idf::float8 AS idf,
+    SELECT e.idf,
            ('''' || replace(replace(e.lexeme, E'\\', E'\\\\'), '''', '''''') || '''')::tsquery
                AS query,
            %(postings)s::bigint IS NULL OR e.rarer_postings = 0
@@ -127,9 +125,8 @@ kw_pool AS MATERIALIZED (
 ),
 kw AS MATERIALIZED (
     SELECT k.chunk_id FROM kw_pool k JOIN chunks c USING (chunk_id)
-        CROSS JOIN LATERAL (SELECT strip(c.tsv) AS lexemes OFFSET 0) d
     ORDER BY k.mass + coalesce((SELECT sum(p.idf) FROM picked p
-                                WHERE NOT p.within AND d.lexemes @@ p.query), 0) DESC,
+                                WHERE NOT p.within AND c.tsv @@ p.query), 0) DESC,
              k.tokens
     LIMIT %(keyword_limit)s
 )
@@ -169,30 +166,7 @@ def refresh_term_stats(conn: Connection) -> None:
     term_stats.refresh(conn)
 
 
-def rank_query_params(
-    s: SearchSettings,
-    question: str,
-    vector: np.ndarray[Any, Any] | None,
-    scope_params: dict[str, Any],
-    mode: Mode,
-) -> dict[str, Any]:
-    """RANK_QUERY's parameters (also for inspecting its plan)."""
-    use_vector = mode != "keyword" and vector is not None
-    use_keyword = mode != "vector"
-    return {
-        **scope_params,
-        "question": question,
-        "common": s.max_common_share,
-        "postings": s.keyword_postings,
-        "vector": vector if use_vector else None,
-        "vector_limit": s.vector_candidates if use_vector else 0,
-        "keyword_limit": s.keyword_candidates if use_keyword else 0,
-        "keyword_pool": s.keyword_pool * s.keyword_candidates if use_keyword else 0,
-        "with_terms": use_keyword,
-    }
-
-
-def scope_sql_params(scope: Scope) -> dict[str, Any]:
+def _scope_params(scope: Scope) -> dict[str, Any]:
     parts = scope.sql_filter()
     if parts is None:
         return {"all": True, "exact": [], "whole": []}
@@ -267,7 +241,7 @@ class Retriever:
         token_budget: int = 3000,
         mode: Mode = "hybrid",
     ) -> list[Passage]:
-        params = scope_sql_params(scope)
+        params = _scope_params(scope)
         with self._db.connection() as conn:
             ranked = self._rank_chunks(conn, question, question_vector, params, mode)
             chosen = self._choose(ranked, limit)
@@ -286,7 +260,7 @@ class Retriever:
     ) -> dict[int, float]:
         """Fused chunk scores, best first (for evaluation and debugging)."""
         with self._db.connection() as conn:
-            params = scope_sql_params(scope)
+            params = _scope_params(scope)
             return self._rank_chunks(conn, question, question_vector, params, mode).scores
 
     def _rank_chunks(
@@ -302,7 +276,17 @@ class Retriever:
         use_keyword = mode != "vector"
         if not use_vector and not use_keyword:
             return _Ranked({}, {})
-        query = rank_query_params(s, question, vector if use_vector else None, params, mode)
+        query = {
+            **params,
+            "question": question,
+            "common": s.max_common_share,
+            "postings": s.keyword_postings,
+            "vector": vector if use_vector else None,
+            "vector_limit": s.vector_candidates if use_vector else 0,
+            "keyword_limit": s.keyword_candidates if use_keyword else 0,
+            "keyword_pool": s.keyword_pool * s.keyword_candidates if use_keyword else 0,
+            "with_terms": use_keyword,
+        }
         with conn.pipeline():
             # The planner costs a sequential scan of a small or wide table below the HNSW,
             # GIN and primary-key paths this query is written for; it is several times slower.

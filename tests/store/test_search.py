@@ -7,9 +7,7 @@ one-transaction replace); the fake embedder hashes words, so texts sharing words
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pytest
@@ -21,14 +19,7 @@ from store.db import Database
 from store.passages import Passage
 from store.schema import bind_embedder
 from store.scope import Scope
-from store.search import (
-    RANK_QUERY,
-    Mode,
-    Retriever,
-    SearchSettings,
-    rank_query_params,
-    scope_sql_params,
-)
+from store.search import Mode, Retriever, SearchSettings
 from store.tokens import TokenCounter
 from sync.chunking import Chunker
 from sync.engine import SyncEngine
@@ -452,50 +443,3 @@ def test_a_lexeme_past_the_budget_still_ranks_the_rarer_lexemes_candidates(db: D
     # Without the second look at the pool, the shortest zebra page would be taken.
     shortest = _keyword_ids(db, "zebra stripe", SearchSettings(**one, keyword_pool=1))
     assert shortest != ["confluence:both"]
-
-
-def _kw_step_blocks(db: Database, question: str, settings: SearchSettings) -> int:
-    """Buffers the keyword candidates' second look (the kw step of RANK_QUERY) touched."""
-    params = rank_query_params(
-        settings, question, None, scope_sql_params(EVERYTHING), mode="keyword"
-    )
-    with db.connection() as conn:
-        conn.execute("SET LOCAL enable_seqscan = off")
-        row = conn.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + RANK_QUERY, params)
-        plan = next(iter(row.fetchone().values()))[0]["Plan"]  # type: ignore[union-attr]
-
-    def nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        yield node
-        for child in node.get("Plans", []):
-            yield from nodes(child)
-
-    cte = {n["Subplan Name"]: n for n in nodes(plan) if n.get("Subplan Name", "").startswith("CTE")}
-    own = cte["CTE kw"]["Shared Hit Blocks"] + cte["CTE kw"]["Shared Read Blocks"]
-    pool = cte["CTE kw_pool"]["Shared Hit Blocks"] + cte["CTE kw_pool"]["Shared Read Blocks"]
-    return int(own - pool)
-
-
-def test_the_second_look_reads_each_long_chunk_once_however_many_lexemes_are_past_the_budget(
-    db: Database,
-) -> None:
-    # Ten long pages say "zebra" (their tsvectors are TOASTed); five fruit words each match 30
-    # short pages, past a budget of 10 postings, so they only rank the zebra pages.
-    embedder = HashingEmbedder()
-    bind_embedder(db, embedder.identity)
-    engine = SyncEngine(db, embedder, Chunker(TokenCounter(), size=4000, overlap=0))
-    wiki = MemoryConnector("confluence", scopes=("ENG",))
-    fruit = ["apple", "banana", "cherry", "grape", "melon"]
-    for i in range(10):
-        words = " ".join(f"term{i}x{j}" for j in range(900))
-        wiki.put(f"zebra{i}", f"Zoo {i}", f"The zebra {i} eats {' '.join(fruit)}. {words}")
-    for i in range(150):
-        wiki.put(f"filler{i}", f"Cafeteria {i}", f"Lunch {i} lists {fruit[i % 5]} and bread.")
-    assert engine.run(wiki, full=True).status == "ok"
-    settings = SearchSettings(keyword_postings=10)
-    _kw_step_blocks(db, "zebra " + " ".join(fruit), settings)  # catalog caches warm
-    one = _kw_step_blocks(db, "zebra apple", settings)
-    five = _kw_step_blocks(db, "zebra " + " ".join(fruit), settings)
-    assert one > 10  # each of the ten zebra pages' tsvector was read
-    # Testing the column once per lexeme past the budget read the ten TOASTed tsvectors again
-    # for each of the five fruit words (about four times the blocks of one).
-    assert five < 2 * one
