@@ -30,8 +30,8 @@ from bot.platform import (
 SOMETHING_WRONG = "Something went wrong on my side; the team has the details in the logs."
 RESTARTING = "I'm restarting and couldn't finish this answer; press Refresh in a minute."
 STORE_DOWN = (
-    "I can't reach the knowledge store right now, so I can't answer yet; the team has been "
-    "alerted. Press Refresh once it's back."
+    "I can't reach the knowledge store right now, so I can't answer yet. Press Refresh in a "
+    "few minutes, once it's back."
 )
 EMPTY_QUESTION = "Ask me a question after the mention, e.g. “@kb how do I rotate the VPN cert?”"
 STALE_BUTTON = "That button no longer works; ask the question again with a mention."
