@@ -28,7 +28,7 @@ from bot.bot_state import Vote
 from bot.conversation import Inbound, Question
 from bot.host import Mount
 from bot.platform import ACTION_HELPFUL, ACTION_NOT_HELPFUL, ACTION_REFRESH, ActionValue, Requester
-from bot.recent_deliveries import RecentDeliveries
+from bot.recent_deliveries import ACK_STORE_WAIT, RecentDeliveries
 from bot.slack.assistant import PaneContextStore, build_assistant
 from bot.slack.blocks import ACTION_FEEDBACK, read_feedback, slack_to_plain
 from bot.slack.guard import SlackRequestGuard
@@ -51,7 +51,6 @@ log = logging.getLogger(__name__)
 PLATFORM = "slack"
 EVENTS_PATH = "/slack/events"
 EVENTS_SEEN_TTL = 24 * 3600.0
-ACK_STORE_WAIT = 1.0  # seconds the replay check may wait for a pooled connection
 
 
 def is_direct_channel(channel: str) -> bool:
@@ -203,26 +202,24 @@ class SlackHandlers:
         event_id = delivery_key(body, request.raw_body)
         if event_id is None:
             return next()  # type: ignore[no-any-return]
-        seen_here = not self._recent.first_time(event_id)
-        try:
-            # Never the pool's 30 s: the ack must not wait on the store (docs/ARCHITECTURE.md,
-            # "Failures: the store unreachable").
-            with self._db.connection(timeout=ACK_STORE_WAIT) as conn:
-                first = bot_state.first_time_seen(conn, event_id) and not seen_here
-                if not first:
-                    bot_state.bump(conn, "slack_retries_ignored")
-            self._maybe_prune()
-        except Exception as exc:  # the store is down: this process's memory guards replays
-            log.info("replay check without the store (%s): from memory", type(exc).__name__)
-            first = not seen_here
+        first = self._recent.first_delivery(
+            event_id,
+            self._db,
+            lambda conn: bot_state.first_time_seen(conn, event_id),
+            on_repeat=lambda conn: bot_state.bump(conn, "slack_retries_ignored"),
+        )
+        self._maybe_prune()
         if first:
             return next()  # type: ignore[no-any-return]
         log.info("ignoring a repeated Slack delivery (%s)", event_id)
         return BoltResponse(status=200, body="")
 
     def _prune(self) -> None:
-        with self._db.connection() as conn:
-            bot_state.prune_events_seen(conn, EVENTS_SEEN_TTL)
+        try:
+            with self._db.connection(timeout=ACK_STORE_WAIT) as conn:
+                bot_state.prune_events_seen(conn, EVENTS_SEEN_TTL)
+        except Exception as exc:  # housekeeping: the next hour's try will do
+            log.info("pruning seen Slack deliveries skipped (%s)", type(exc).__name__)
 
     # --- events -----------------------------------------------------------------------------
 

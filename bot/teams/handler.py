@@ -26,12 +26,13 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from bot import bot_state
 from bot._throttle import Throttle
 from bot.bot_state import Vote
 from bot.conversation import Inbound, Question
 from bot.host import Mount, json_reply
 from bot.platform import ACTION_HELPFUL, ACTION_NOT_HELPFUL, ACTION_REFRESH, Requester
-from bot.recent_deliveries import RecentDeliveries
+from bot.recent_deliveries import ACK_STORE_WAIT, RecentDeliveries
 from bot.teams import state
 from bot.teams.activity import Incoming, mentions_of, parse_activity, question_text
 from bot.teams.auth import (
@@ -64,7 +65,6 @@ CHAT_WINDOW = 3600.0  # chats have no threads: an hour's quiet starts a new topi
 SEEN_TTL = 24 * 3600.0
 ANSWER_MESSAGES_TTL = 90 * 24 * 3600.0  # Teams' thumbs under older answers count no more
 CARD_ACTION_INVOKE = "adaptiveCard/action"
-ACK_STORE_WAIT = 1.0  # seconds a request may wait for a pooled connection
 
 
 class TeamsHandler:
@@ -215,16 +215,14 @@ class TeamsHandler:
     def _first_time(self, activity: Incoming, key: str) -> bool:
         """Record the activity as acted on; False (and counted) when it already was. While the
         store cannot be asked, this process's memory of recent activities decides."""
-        seen_here = not self._recent.first_time(f"{activity.base_conversation}/{key}")
-        try:
-            with self._db.connection(timeout=ACK_STORE_WAIT) as conn:
-                first = state.first_time_seen(conn, activity.base_conversation, key)
-        except Exception as exc:
-            log.info("Teams replay check without the store (%s): from memory", type(exc).__name__)
-            return not seen_here
-        first = first and not seen_here
+        conversation = activity.base_conversation
+        first = self._recent.first_delivery(
+            f"{conversation}/{key}",
+            self._db,
+            lambda conn: state.first_time_seen(conn, conversation, key),
+            on_repeat=lambda conn: bot_state.bump(conn, "teams_redeliveries_ignored"),
+        )
         if not first:
-            self._conversation.count("redeliveries_ignored")
             log.info("ignoring a redelivered or replayed Teams activity %s", key[:40])
         return first
 
