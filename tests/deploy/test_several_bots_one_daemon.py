@@ -13,7 +13,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ import pytest
 from fakes.anthropic_api import FakeMessagesAPI, fake_anthropic, text
 from fakes.atlassian import FAKE_EMAIL, FAKE_TOKEN, FakeConfluence, FakePage
 from fakes.slack_api import SECRET as SLACK_SECRET
-from fakes.slack_api import TEAM, Call, FakeSlack, signed_headers
+from fakes.slack_api import Call, FakeSlack, event_body, mention_event, signed_headers
 
 from sync._webhook_auth import sign
 
@@ -98,24 +97,8 @@ class Topology:
     def ask(self, bot: Process, ts: str) -> str:
         """Mention the bot in a new thread, as Slack delivers it (a signed event), and return
         the answer posted in that thread."""
-        envelope = {
-            "token": "legacy",
-            "team_id": TEAM,
-            "api_app_id": "AKB",
-            "type": "event_callback",
-            "event": {
-                "type": "app_mention",
-                "user": "UHUMAN",
-                "text": f"<@{self.slack.bot_user}> {QUESTION}",
-                "ts": ts,
-                "channel": "CGEN",
-                "event_ts": ts,
-            },
-            "event_id": f"Ev{uuid.uuid4().hex[:16].upper()}",
-            "event_time": int(time.time()),
-            "authorizations": [{"team_id": TEAM, "user_id": self.slack.bot_user, "is_bot": True}],
-        }
-        body = json.dumps(envelope).encode()
+        bot_user = self.slack.bot_user
+        body = event_body(mention_event(QUESTION, bot_user=bot_user, ts=ts), bot_user=bot_user)
         response = self.http.post(
             f"http://127.0.0.1:{bot.port}/slack/events",
             content=body,

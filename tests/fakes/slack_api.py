@@ -50,6 +50,35 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
 _triggers = itertools.count(1)
 
 
+def event_body(event: dict[str, Any], *, bot_user: str, event_id: str | None = None) -> bytes:
+    """An Events API envelope around ``event``, as Slack sends it (to be signed)."""
+    envelope = {
+        "token": "legacy",
+        "team_id": TEAM,
+        "api_app_id": "AKB",
+        "type": "event_callback",
+        "event": event,
+        "event_id": event_id or f"Ev{uuid.uuid4().hex[:16].upper()}",
+        "event_time": int(time.time()),
+        "authorizations": [{"team_id": TEAM, "user_id": bot_user, "is_bot": True}],
+    }
+    return json.dumps(envelope).encode()
+
+
+def mention_event(
+    text: str, *, bot_user: str, ts: str, channel: str = "CGEN", user: str = "UHUMAN"
+) -> dict[str, Any]:
+    """An ``app_mention`` of the bot asking ``text``."""
+    return {
+        "type": "app_mention",
+        "user": user,
+        "text": f"<@{bot_user}> {text}",
+        "ts": ts,
+        "channel": channel,
+        "event_ts": ts,
+    }
+
+
 def new_trigger_id() -> str:
     """Unique per invocation, as Slack's are (a repeated one is a replay)."""
     return f"{next(_triggers)}.{time.time_ns()}"
@@ -361,20 +390,11 @@ class RunningBot:
     def event(
         self, event: dict[str, Any], *, event_id: str | None = None, retry_num: int | None = None
     ) -> httpx.Response:
-        envelope = {
-            "token": "legacy",
-            "team_id": TEAM,
-            "api_app_id": "AKB",
-            "type": "event_callback",
-            "event": event,
-            "event_id": event_id or f"Ev{uuid.uuid4().hex[:16].upper()}",
-            "event_time": int(time.time()),
-            "authorizations": [{"team_id": TEAM, "user_id": self.slack.bot_user, "is_bot": True}],
-        }
         headers = {}
         if retry_num is not None:
             headers = {"X-Slack-Retry-Num": str(retry_num), "X-Slack-Retry-Reason": "http_timeout"}
-        return self.post(json.dumps(envelope).encode(), "application/json", **headers)
+        body = event_body(event, bot_user=self.slack.bot_user, event_id=event_id)
+        return self.post(body, "application/json", **headers)
 
     def mention(
         self,
@@ -386,14 +406,7 @@ class RunningBot:
         user: str = "UHUMAN",
         event_id: str | None = None,
     ) -> httpx.Response:
-        event = {
-            "type": "app_mention",
-            "user": user,
-            "text": f"<@{self.slack.bot_user}> {text}",
-            "ts": ts,
-            "channel": channel,
-            "event_ts": ts,
-        }
+        event = mention_event(text, bot_user=self.slack.bot_user, ts=ts, channel=channel, user=user)
         if thread_ts:
             event["thread_ts"] = thread_ts
         return self.event(event, event_id=event_id)

@@ -29,7 +29,7 @@ import pytest
 from fakes.atlassian import FAKE_EMAIL, FAKE_TOKEN, FakeConfluence, FakeJira
 from fakes.http import Request, Response
 from fakes.slack_api import SECRET as SLACK_SECRET
-from fakes.slack_api import TEAM, Call, FakeSlack, signed_headers
+from fakes.slack_api import Call, FakeSlack, event_body, mention_event, signed_headers
 
 from sync._webhook_auth import sign
 
@@ -285,24 +285,9 @@ class World:
         return response.status_code
 
     def mention(self, bot: KbProcess, ts: str, question: str, channel: str = "CGEN") -> None:
-        envelope = {
-            "token": "legacy",
-            "team_id": TEAM,
-            "api_app_id": "AKB",
-            "type": "event_callback",
-            "event": {
-                "type": "app_mention",
-                "user": "UHUMAN",
-                "text": f"<@{self.slack.bot_user}> {question}",
-                "ts": ts,
-                "channel": channel,
-                "event_ts": ts,
-            },
-            "event_id": f"Ev{uuid.uuid4().hex[:16].upper()}",
-            "event_time": int(time.time()),
-            "authorizations": [{"team_id": TEAM, "user_id": self.slack.bot_user, "is_bot": True}],
-        }
-        body = json.dumps(envelope).encode()
+        bot_user = self.slack.bot_user
+        event = mention_event(question, bot_user=bot_user, ts=ts, channel=channel)
+        body = event_body(event, bot_user=bot_user)
         response = self.http.post(
             f"http://127.0.0.1:{bot.port}/slack/events",
             content=body,

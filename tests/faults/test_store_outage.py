@@ -20,7 +20,14 @@ import httpx
 import psycopg
 import pytest
 from fakes.postgres_outage import KbProcess, StoppablePostgres, free_port
-from fakes.slack_api import BASE_ENV, BOT_USER, TEAM, FakeSlack, signed_headers
+from fakes.slack_api import (
+    BASE_ENV,
+    BOT_USER,
+    FakeSlack,
+    event_body,
+    mention_event,
+    signed_headers,
+)
 
 from bot.wording import STORE_DOWN
 from store.outage import FRESH_FOR
@@ -59,24 +66,8 @@ def _env(
 
 
 def _mention(url: str, ts: str, event_id: str) -> httpx.Response:
-    envelope = {
-        "token": "legacy",
-        "team_id": TEAM,
-        "api_app_id": "AKB",
-        "type": "event_callback",
-        "event": {
-            "type": "app_mention",
-            "user": "UHUMAN",
-            "text": f"<@{BOT_USER}> how do I rotate the VPN certificate?",
-            "ts": ts,
-            "channel": "CGEN",
-            "event_ts": ts,
-        },
-        "event_id": event_id,
-        "event_time": int(time.time()),
-        "authorizations": [{"team_id": TEAM, "user_id": BOT_USER, "is_bot": True}],
-    }
-    body = json.dumps(envelope).encode()
+    question = mention_event("how do I rotate the VPN certificate?", bot_user=BOT_USER, ts=ts)
+    body = event_body(question, bot_user=BOT_USER, event_id=event_id)
     headers = signed_headers(body, content_type="application/json")
     return httpx.post(f"{url}/slack/events", content=body, headers=headers, timeout=30)
 
