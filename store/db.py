@@ -213,10 +213,14 @@ class Database:
         return cls(pool=pool, schema=schema, url=url)
 
     @contextmanager
-    def connection(self, *, timeout: float | None = None) -> Iterator[Connection]:
+    def connection(
+        self, *, timeout: float | None = None, autocommit: bool = False
+    ) -> Iterator[Connection]:
         """A pooled connection; the block runs in one transaction, committed on success.
 
         ``timeout``: seconds to wait for a pooled connection (default: the pool's, 30 s).
+        ``autocommit``: each statement commits on its own instead (a single read then costs
+        one round trip, not three: no BEGIN, no COMMIT).
         Raises :class:`StoreUnreachable` at once while the store is known to be down."""
         if self._suspect:
             if not self.probe.reachable():
@@ -225,9 +229,13 @@ class Database:
         try:
             conn = self._checkout(timeout)
             try:
+                if autocommit:
+                    conn.autocommit = True
                 with conn:  # commit on success, roll back on error, as pool.connection() does
                     yield conn
             finally:
+                if autocommit and not conn.closed:
+                    conn.autocommit = False
                 self.pool.putconn(conn)
         except (psycopg.OperationalError, PoolTimeout):
             self._suspect = True  # the next caller probes before it waits on the pool

@@ -101,7 +101,7 @@ class CacheCore(ABC):
     # -- storage primitives -------------------------------------------------------------------
 
     @abstractmethod
-    def _exact(self, scope_key: str, normalised: str) -> Unit | None:
+    def _exact(self, scope_key: str, normalised: str) -> Candidate | None:
         """The unit stored for exactly this question in this scope, dirty or not."""
 
     @abstractmethod
@@ -112,8 +112,9 @@ class CacheCore(ABC):
         """
 
     @abstractmethod
-    def _serve(self, unit_id: str, *, exact: bool, count: bool) -> Unit | None:
-        """Atomically: if the unit is still live, record the serve and return it; else None."""
+    def _serve(self, unit: Unit, *, exact: bool, count: bool) -> Unit | None:
+        """Atomically: if the unit is still live, record the serve and return it as served
+        (``served_at``, ``served_count`` updated); else None."""
 
     @abstractmethod
     def _mark_stale(self, unit_id: str) -> None:
@@ -160,32 +161,33 @@ class CacheCore(ABC):
         normalised = normalise(question)
         key = scope.key()
         exact = self._exact(key, normalised)
-        if exact is not None and not exact.dirty:
-            return self._validate(exact, scope, 1.0, exact=True, count=count)
+        if exact is not None and not exact.unit.dirty:
+            return self._validate(exact, scope, exact=True, count=count)
         query = query_vector(question_embedding)
         cutoff = self.gates.threshold - self.gates.margin
         found = self._nearest(key, query, cutoff)
         candidates = found or []
         choice = "empty" if found is None else choose(entities(normalised), candidates, self.gates)
         if isinstance(choice, Candidate):
-            return self._validate(choice.unit, scope, choice.similarity, exact=False, count=count)
+            return self._validate(choice, scope, exact=False, count=count)
         best = candidates[0].similarity if candidates else None
         if exact is not None and choice in ("empty", "threshold"):
             # The answer for exactly this question exists but its sources moved.
-            return self._missed(Miss("dirty", 1.0, exact.unit_id), count)
+            return self._missed(Miss("dirty", 1.0, exact.unit.unit_id), count)
         return self._missed(Miss(choice, best), count)
 
-    def _validate(
-        self, unit: Unit, scope: Scope, similarity: float, *, exact: bool, count: bool
-    ) -> Hit | Miss:
-        current = self._hashes.current(list(unit.provenance))
+    def _validate(self, found: Candidate, scope: Scope, *, exact: bool, count: bool) -> Hit | Miss:
+        unit, similarity = found.unit, found.similarity
+        current = found.current
+        if current is None:
+            current = self._hashes.current(list(unit.provenance))
         verdict = admits(unit, scope, current)
         if verdict == "stale":
             self._mark_stale(unit.unit_id)
             return self._missed(Miss("stale", similarity, unit.unit_id), count)
         if verdict == "scope":
             return self._missed(Miss("scope", similarity, unit.unit_id), count)
-        served = self._serve(unit.unit_id, exact=exact, count=count)
+        served = self._serve(unit, exact=exact, count=count)
         if served is None:
             # Dirtied by another process between reading and serving.
             return self._missed(Miss("dirty", similarity, unit.unit_id), count)

@@ -156,7 +156,7 @@ class DiskAnswerCache(CacheCore):
 
     # -- primitives for CacheCore -------------------------------------------------------------
 
-    def _exact(self, scope_key: str, normalised: str) -> Unit | None:
+    def _exact(self, scope_key: str, normalised: str) -> Candidate | None:
         unit_id = self._read(exact_key(scope_key, normalised))
         record = self._record(unit_id) if isinstance(unit_id, str) else None
         if record is None or (record.unit.scope, record.unit.normalised) != (
@@ -164,7 +164,7 @@ class DiskAnswerCache(CacheCore):
             normalised,
         ):
             return None
-        return record.unit
+        return Candidate(record.unit, 1.0)
 
     def _nearest(self, scope_key: str, query: Vectors, cutoff: float) -> list[Candidate] | None:
         meta = self._segment(segment_name(scope_key, query.shape[0]))
@@ -183,9 +183,9 @@ class DiskAnswerCache(CacheCore):
                 out.append(Candidate(record.unit, similarity))
         return out
 
-    def _serve(self, unit_id: str, *, exact: bool, count: bool) -> Unit | None:
+    def _serve(self, unit: Unit, *, exact: bool, count: bool) -> Unit | None:
         with self._db.transact(retry=True):
-            record = self._record(unit_id)
+            record = self._record(unit.unit_id)
             if record is None or record.unit.dirty:
                 return None
             now = datetime.now(UTC)

@@ -43,14 +43,10 @@ class StoreHashes:
     def current(self, artifact_ids: Sequence[str]) -> Mapping[str, ArtifactState]:
         if not artifact_ids:
             return {}
-        with self._db.pool.connection() as conn:
-            # One statement needs no transaction: autocommit saves the BEGIN and COMMIT
-            # round trips on every cache hit. Restored before the connection goes back.
-            conn.autocommit = True
-            try:
-                rows = conn.execute(CURRENT_ARTIFACTS, (list(artifact_ids),)).fetchall()
-            finally:
-                conn.autocommit = False
+        # One statement needs no transaction: autocommit saves the BEGIN and COMMIT round
+        # trips on every cache hit.
+        with self._db.connection(autocommit=True) as conn:
+            rows = conn.execute(CURRENT_ARTIFACTS, (list(artifact_ids),)).fetchall()
         return {
             r["artifact_id"]: ArtifactState(r["content_hash"], r["source"], r["scope_key"])
             for r in rows

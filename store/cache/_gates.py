@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from store.scope import Scope
@@ -130,8 +130,12 @@ def entities(normalised: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Candidate:
+    """A unit found for a question. ``current``: its sources' current state, when the
+    backend read it in the same statement as the unit (else the flow asks CurrentHashes)."""
+
     unit: Unit
     similarity: float
+    current: Mapping[str, ArtifactState] | None = field(default=None, compare=False)
 
 
 def choose(

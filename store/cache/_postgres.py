@@ -16,6 +16,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import psycopg
@@ -23,7 +24,7 @@ from psycopg.types.json import Jsonb
 
 from core.errors import CacheError, StoreError
 from store.cache._core import CacheCore, check_unit, query_vector, reported, with_totals
-from store.cache._freshness import CurrentHashes, StoreHashes
+from store.cache._freshness import ArtifactState, CurrentHashes, StoreHashes
 from store.cache._gates import Candidate
 from store.cache._model import (
     CacheLimits,
@@ -104,6 +105,8 @@ class PostgresAnswerCache(CacheCore):
     ) -> None:
         super().__init__(hashes or StoreHashes(db), gates or GateSettings())
         self._db = db
+        # With the store's own CurrentHashes, units are read with their sources' state.
+        self._own_hashes = hashes is None
         self.limits = limits or CacheLimits()
         self._lock_timeout = lock_timeout
         self._exact_scan_limit = exact_scan_limit
@@ -118,20 +121,41 @@ class PostgresAnswerCache(CacheCore):
         """The Database belongs to the caller; nothing of its own to close."""
 
     def _read_unit(self, conn: Connection, query: str, params: Sequence[Any]) -> Unit | None:
+        found = self._read_candidate(conn, query, params)
+        return None if found is None else found.unit
+
+    def _read_candidate(
+        self, conn: Connection, query: str, params: Sequence[Any]
+    ) -> Candidate | None:
         row = conn.execute(query, params).fetchone()
         if row is None:
             return None
         try:
-            return _unit(row)
+            return self._candidate(row, 1.0)
         except CacheError as exc:
             log.warning("answer cache: ignored unit %s: %s", row["unit_id"], exc)
             return None
 
+    def _candidate(self, row: dict[str, Any], similarity: float) -> Candidate:
+        current = None
+        if self._own_hashes:  # the artifacts read with the unit are the store's own
+            current = {
+                artifact_id: ArtifactState(content_hash, source, scope_key)
+                for artifact_id, (content_hash, source, scope_key) in row["current"].items()
+            }
+        return Candidate(_unit(row), similarity, current)
+
     # -- primitives for CacheCore -------------------------------------------------------------
 
-    def _exact(self, scope_key: str, normalised: str) -> Unit | None:
-        with self._db.connection() as conn:
-            return self._read_unit(conn, UNIT_EXACT, (scope_key, normalised))
+    # The lookup's hot path, in round trips (docs/ARCHITECTURE.md, "Retrieval and cache cost at scale"): the exact
+    # read (autocommit, one), the nearest units (settings, query and commit pipelined, one),
+    # the serve (one); the sources' current state comes with the units read. Each BEGIN,
+    # COMMIT and state read on its own would triple that; at 100,000 units they were half of
+    # a lookup beyond its index query.
+
+    def _exact(self, scope_key: str, normalised: str) -> Candidate | None:
+        with self._db.connection(autocommit=True) as conn:
+            return self._read_candidate(conn, UNIT_EXACT, (scope_key, normalised))
 
     def _ensure_index(self, dim: int) -> None:
         """The HNSW index for vectors of ``dim`` dimensions (one per embedder the cache has
@@ -173,28 +197,32 @@ class PostgresAnswerCache(CacheCore):
                 # 98 % at 160 (p95 8 ms on a loaded 2-core machine). Real question embeddings
                 # cluster by topic, which HNSW navigates far better.
                 ef_search = str(max(160, 4 * limit))
-                # The settings and the query in one round trip.
+                # The settings, the query and the commit in one round trip.
                 with conn.pipeline():
                     settings = {"iterative": self._iterative, "ef": ef_search}
                     conn.execute(INDEX_SCAN_SETTINGS, settings)
                     found = conn.execute(UNITS_NEAREST_INDEXED.format(dim=dim), params)
+                    conn.commit()
                 rows = found.fetchall()
         out: list[Candidate] = []
         for row in rows:
             try:
-                out.append(Candidate(_unit(row), float(row["similarity"])))
+                out.append(self._candidate(row, float(row["similarity"])))
             except CacheError as exc:
                 log.warning("answer cache: ignored unit %s: %s", row["unit_id"], exc)
         return out
 
-    def _serve(self, unit_id: str, *, exact: bool, count: bool) -> Unit | None:
+    def _serve(self, unit: Unit, *, exact: bool, count: bool) -> Unit | None:
+        counters = ["hits_exact" if exact else "hits_nearest"] if count else []
         with self._db.connection() as conn:
-            conn.execute(BOOKKEEPING)
-            if conn.execute(SERVE, (unit_id,)).fetchone() is None:
-                return None
-            if count:
-                conn.execute(COUNT, (["hits_exact" if exact else "hits_nearest"], 1))
-            return self._read_unit(conn, UNIT_BY_ID, (unit_id,))
+            with conn.pipeline():  # BEGIN, the setting, the serve and COMMIT: one round trip
+                conn.execute(BOOKKEEPING)
+                served = conn.execute(SERVE, {"unit_id": unit.unit_id, "counters": counters})
+                conn.commit()
+            row = served.fetchone()
+        if row is None:
+            return None
+        return replace(unit, served_at=row["served_at"], served_count=row["served_count"])
 
     def _mark_stale(self, unit_id: str) -> None:
         with self._db.connection() as conn:

@@ -1,8 +1,8 @@
-"""Named queries of the Postgres answer cache (store/cache/_postgres.py, migration 0003)."""
+"""Named queries of the Postgres answer cache (store/cache/_postgres.py, migrations 0003, 0012)."""
 
 _UNIT = """
-SELECT u.unit_id, u.scope_key, u.question_norm, u.body, u.dirty, u.created_at, u.served_at,
-       u.served_count,
+SELECT u.unit_id, u.scope_key, u.question_norm, u.body, u.dirty, u.created_at, w.served_at,
+       coalesce(w.served_count, 0) AS served_count,
        (SELECT coalesce(jsonb_object_agg(s.artifact_id,
                                          jsonb_build_array(s.content_hash, s.version)),
                         '{}'::jsonb)
@@ -10,8 +10,16 @@ SELECT u.unit_id, u.scope_key, u.question_norm, u.body, u.dirty, u.created_at, u
        (SELECT coalesce(jsonb_agg(jsonb_build_array(p.platform, p.channel, p.thread)
                                   ORDER BY p.posted_at, p.platform, p.channel, p.thread),
                         '[]'::jsonb)
-          FROM answer_unit_posts p WHERE p.unit_id = u.unit_id) AS places
-FROM answer_units u
+          FROM answer_unit_posts p WHERE p.unit_id = u.unit_id) AS places,
+       -- The sources' current state, read with the unit: serving needs no further round trip
+       -- (store/cache/_freshness.py reads the same rows the same way).
+       (SELECT coalesce(jsonb_object_agg(a.artifact_id,
+                                         jsonb_build_array(a.content_hash, a.source, a.scope_key)),
+                        '{}'::jsonb)
+          FROM answer_unit_sources s
+          JOIN artifacts a ON a.artifact_id = s.artifact_id AND a.deleted_at IS NULL
+         WHERE s.unit_id = u.unit_id) AS current
+FROM answer_units u LEFT JOIN answer_unit_use w ON w.unit_id = u.unit_id
 """
 UNIT_BY_ID = _UNIT + "WHERE u.unit_id = %s"
 UNIT_EXACT = (
@@ -84,14 +92,32 @@ USING hnsw ((embedding::vector({dim})) vector_cosine_ops) WITH (m = 16, ef_const
 WHERE dim = {dim}
 """
 _INDEX_LOCK = 0x6B62_6378  # "kbcx": advisory-lock namespace of the index creation
+# Serving a unit and counting the hit in one statement: the counters move only if the unit
+# was still live. FOR SHARE waits for a concurrent dirtying (source_changed holds the unit
+# FOR UPDATE) and then sees it, so a unit dirtied since it was read is neither served nor
+# counted. The unit's own row is not written (migration 0012).
 SERVE = """
-UPDATE answer_units
-SET served_at = clock_timestamp(), served_count = served_count + 1, used_at = clock_timestamp()
-WHERE unit_id = %s AND NOT dirty
-RETURNING unit_id
+WITH live AS (
+    SELECT unit_id FROM answer_units WHERE unit_id = %(unit_id)s AND NOT dirty FOR SHARE
+), served AS (
+    UPDATE answer_unit_use w
+    SET served_at = clock_timestamp(), served_count = w.served_count + 1,
+        used_at = clock_timestamp()
+    FROM live WHERE w.unit_id = live.unit_id
+    RETURNING w.served_at, w.served_count
+), counted AS (
+    INSERT INTO answer_cache_counters (name, value)
+    SELECT unnest(%(counters)s::text[]), 1 FROM served
+    ON CONFLICT (name) DO UPDATE SET value = answer_cache_counters.value + EXCLUDED.value
+)
+SELECT served_at, served_count FROM served
 """
+# A dirty unit is evicted first: its use row goes to the front of the eviction order.
 MARK_STALE = """
-UPDATE answer_units SET dirty = true, used_at = '-infinity' WHERE unit_id = %s AND NOT dirty
+WITH marked AS (
+    UPDATE answer_units SET dirty = true WHERE unit_id = %s AND NOT dirty RETURNING unit_id
+)
+UPDATE answer_unit_use w SET used_at = '-infinity' FROM marked WHERE w.unit_id = marked.unit_id
 """
 COUNT = """
 INSERT INTO answer_cache_counters (name, value) SELECT unnest(%s::text[]), %s
@@ -106,12 +132,16 @@ WHERE scope_key = %s AND question_norm = %s AND dirty AND noticed
 """
 EVICT = "DELETE FROM answer_units WHERE unit_id = ANY(%s) RETURNING size_bytes"
 OLDEST = """
-SELECT unit_id FROM answer_units WHERE unit_id <> %s ORDER BY used_at, unit_id LIMIT %s
+SELECT unit_id FROM answer_unit_use WHERE unit_id <> %s ORDER BY used_at, unit_id LIMIT %s
 """
 INSERT_UNIT = """
-INSERT INTO answer_units (unit_id, scope_key, question_norm, body, embedding, dim,
-                          created_at, used_at, size_bytes)
-VALUES (%s, %s, %s, %s, %s::vector, %s, %s, clock_timestamp(), %s)
+WITH unit AS (
+    INSERT INTO answer_units (unit_id, scope_key, question_norm, body, embedding, dim,
+                              created_at, size_bytes)
+    VALUES (%s, %s, %s, %s, %s::vector, %s, %s, %s)
+    RETURNING unit_id
+)
+INSERT INTO answer_unit_use (unit_id, used_at) SELECT unit_id, clock_timestamp() FROM unit
 """
 INSERT_SOURCE = """
 INSERT INTO answer_unit_sources (artifact_id, unit_id, content_hash, version)
@@ -131,8 +161,11 @@ ORDER BY s.unit_id
 FOR UPDATE OF u
 """
 DIRTY_NOTICED = """
-UPDATE answer_units SET dirty = true, noticed = true, used_at = '-infinity'
-WHERE unit_id = ANY(%s)
+WITH marked AS (
+    UPDATE answer_units SET dirty = true, noticed = true WHERE unit_id = ANY(%s)
+    RETURNING unit_id
+)
+UPDATE answer_unit_use w SET used_at = '-infinity' FROM marked WHERE w.unit_id = marked.unit_id
 """
 NEW_VERSION = """
 UPDATE answer_unit_sources SET version = %s WHERE artifact_id = %s AND unit_id = ANY(%s)

@@ -6,6 +6,7 @@ import psycopg
 import pytest
 
 from core.errors import EmbedderMismatch, MigrationError
+from store.cache import PostgresAnswerCache
 from store.db import Database
 from store.migrate import applied, available, migrate
 from store.schema import EmbedderIdentity, bind_embedder, bound_embedder
@@ -141,3 +142,40 @@ def test_the_source_registry_migration_admits_any_source_name_and_change_intents
         )
     with pytest.raises(psycopg.errors.CheckViolation), fresh_schema.connection() as conn:
         conn.execute(insert, ("Bad Name:x", "Bad Name"))
+
+
+def test_cached_answers_keep_their_serve_history_and_eviction_order_across_0012(
+    fresh_schema: Database,
+) -> None:
+    number = next(m.number for m in available() if m.name == "answer_unit_use")
+    migrate(fresh_schema, upto=number - 1)
+    insert = (
+        "INSERT INTO answer_units (unit_id, scope_key, question_norm, body, embedding, dim, "
+        "created_at, served_at, served_count, used_at, size_bytes) VALUES "
+        "(%s, '*', %s, %s, '[1,0,0]', 3, now() - interval '2 days', %s, %s, %s, 100)"
+    )
+    body = '{"question": "q", "answer": "a", "mode": "claude", "citations": []}'
+    old, recent = "a" * 32, "b" * 32
+    with fresh_schema.connection() as conn:
+        conn.execute(insert, (recent, "recent", body, "2026-12-01T10:00Z", 7, "2026-12-01T10:00Z"))
+        conn.execute(insert, (old, "old", body, None, 0, "2026-11-01T10:00Z"))
+    migrate(fresh_schema)
+    cache = PostgresAnswerCache(fresh_schema)
+    served = cache.get(recent)
+    assert served is not None and served.served_count == 7
+    assert served.served_at is not None and served.served_at.day == 1
+    with fresh_schema.connection() as conn:
+        order = [
+            r["unit_id"]
+            for r in conn.execute("SELECT unit_id FROM answer_unit_use ORDER BY used_at")
+        ]
+        columns = {
+            r["column_name"]
+            for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_schema = %s AND table_name = 'answer_units'",
+                (fresh_schema.schema,),
+            )
+        }
+    assert order == [old, recent]  # the least recently used is still evicted first
+    assert not columns & {"served_at", "served_count", "used_at"}

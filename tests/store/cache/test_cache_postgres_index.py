@@ -44,3 +44,24 @@ def test_a_small_scope_among_many_units_of_another_is_found_through_the_index(
             (f"answer_units_hnsw_{DIM}",),
         ).fetchall()
     assert len(rows) == 1 and "hnsw" in rows[0]["indexdef"]
+
+
+def test_serving_a_cached_answer_leaves_its_row_and_vector_index_unwritten(db: Database) -> None:
+    # A hit that rewrote the unit's row would insert a new version into the HNSW graph: a
+    # graph insertion per served answer, and a graph growing with dead versions.
+    store = Store(db)
+    store.artifact("confluence:1", scope_key="ENG")
+    cache = PostgresAnswerCache(db, exact_scan_limit=0)
+    unit = make_unit("how do I reset my VPN token", scope=ENG)
+    cache.put(unit, toward(0, 1.0))
+    with db.connection() as conn:
+        before = conn.execute("SELECT xmin::text AS v FROM answer_units").fetchone()
+    for n in range(3):
+        found = cache.lookup("how do I reset my VPN token", ENG, toward(0, 1.0))
+        assert isinstance(found, Hit) and found.unit.served_count == n + 1
+    found = cache.lookup("how can I reset the VPN token", ENG, toward(0, 0.97, away=1))
+    assert isinstance(found, Hit) and found.unit.served_count == 4
+    with db.connection() as conn:
+        after = conn.execute("SELECT xmin::text AS v FROM answer_units").fetchone()
+    assert before == after
+    assert cache.stats()["hits"] == 4
