@@ -147,10 +147,10 @@ class PostgresAnswerCache(CacheCore):
 
     # -- primitives for CacheCore -------------------------------------------------------------
 
-    # The lookup's hot path, in round trips (docs/ARCHITECTURE.md, "Retrieval and cache cost
-    # at scale"): the exact read (autocommit, one), the nearest units (settings, query and
-    # commit pipelined, one), the serve (one); the sources' current state comes with the
-    # units read. Each BEGIN, COMMIT and state read on its own would triple that.
+    # The lookup's hot path, in round trips: the exact read (autocommit, one), the nearest
+    # units (settings, query and commit pipelined, one), the serve (one); the sources' current
+    # state comes with the units read. Each BEGIN, COMMIT and state read on its own would
+    # triple that (docs/ARCHITECTURE.md, "Retrieval and cache cost at scale").
 
     def _exact(self, scope_key: str, normalised: str) -> Candidate | None:
         with self._db.connection(autocommit=True) as conn:
