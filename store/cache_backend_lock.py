@@ -68,6 +68,18 @@ class CacheBackendLock:
         self._conn = conn
 
     def release(self) -> None:
-        if self._conn is not None:
+        if self._conn is None:
+            return
+        try:
+            # Unlocked before the close: a closed connection's server process releases its
+            # locks only as it exits, a moment later, and a process started in that moment
+            # with the other backend would be refused.
+            self._conn.execute(
+                "SELECT pg_advisory_unlock_shared(%s, hashtext(%s))",
+                (_LOCK, self._key(self._backend)),
+            )
+        except psycopg.Error:
+            pass  # the server releases it with the connection anyway
+        finally:
             self._conn.close()
             self._conn = None
