@@ -68,11 +68,15 @@ _SCOPE_SQL = """
 
 # The question's lexemes and their IDF; the informative ones (in at most max_common_share of
 # the chunks; the three rarest if none is), rarest first while all their postings together
-# stay within keyword_postings (the rarest always; at 100,000 chunks "system" alone matches
-# 19,900 rows, each a heap visit, and the lexeme that crossed a soft budget was read whole),
-# pick keyword candidates, one GIN lookup each, ranked by the IDF mass of the lexemes they hold
+# stay within keyword_postings (at 100,000 chunks "system" alone matches 19,900 rows, each a
+# heap visit, and the lexeme that crossed a soft budget was read whole), pick keyword
+# candidates, one GIN lookup each, ranked by the IDF mass of the lexemes they hold
 # (ts_rank_cd knows nothing of rarity and would read every match's tsvector), shorter first;
 # the lexemes past the budget then add their IDF to the best kw_pool rows that hold them.
+# When even the rarest is past the budget (every word of the question is common: the rarest
+# of "Where was Super Bowl 50 held?" has 84,000 postings at 1,000,000 chunks, 0.75 s of heap
+# visits), the candidates are the chunks holding all of them ("joint": GIN intersects the
+# lists inside the index), at most a budget of rows read.
 # Each candidate's tsvector comes back as text for BM25 and phrase scoring.
 RANK_QUERY = rf"""
 WITH question AS MATERIALIZED (
@@ -101,13 +105,15 @@ eligible AS MATERIALIZED (
     WHERE w.informative
        OR (w.rarity <= 3 AND NOT EXISTS (SELECT 1 FROM weighted i WHERE i.informative))
 ),
-picked AS MATERIALIZED (
-    SELECT e.idf,
-           ('''' || replace(replace(e.lexeme, E'\\', E'\\\\'), '''', '''''') || '''')::tsquery
-               AS query,
-           %(postings)s::bigint IS NULL OR e.rarer_postings = 0
-               OR e.rarer_postings + e.ndoc <= %(postings)s::bigint AS within
+quoted AS MATERIALIZED (
+    SELECT e.idf, ('''' || replace(replace(e.lexeme, E'\\', E'\\\\'), '''', '''''') || '''')
+               AS lexeme,
+           %(postings)s::bigint IS NULL OR e.rarer_postings + e.ndoc <= %(postings)s::bigint
+               AS within
     FROM eligible e
+),
+picked AS MATERIALIZED (
+    SELECT q.idf, q.lexeme::tsquery AS query, q.within FROM quoted q
 ),
 vec AS MATERIALIZED (
     SELECT c.chunk_id FROM chunks c
@@ -115,12 +121,21 @@ vec AS MATERIALIZED (
     ORDER BY c.embedding <=> %(vector)s
     LIMIT %(vector_limit)s
 ),
+joint AS MATERIALIZED (
+    SELECT c.chunk_id, 0::float8 AS mass, c.token_count AS tokens FROM chunks c
+    WHERE NOT EXISTS (SELECT 1 FROM picked WHERE within)
+      AND c.tsv @@ (SELECT string_agg(q.lexeme, ' & ')::tsquery FROM quoted q)
+      AND {_SCOPE_SQL}
+    LIMIT %(postings)s
+),
 kw_pool AS MATERIALIZED (
-    SELECT c.chunk_id, sum(p.idf) AS mass, min(c.token_count) AS tokens
-    FROM picked p JOIN chunks c ON c.tsv @@ p.query
-    WHERE p.within AND {_SCOPE_SQL}
-    GROUP BY c.chunk_id
-    ORDER BY sum(p.idf) DESC, min(c.token_count)
+    (SELECT c.chunk_id, sum(p.idf) AS mass, min(c.token_count) AS tokens
+     FROM picked p JOIN chunks c ON c.tsv @@ p.query
+     WHERE p.within AND {_SCOPE_SQL}
+     GROUP BY c.chunk_id)
+    UNION ALL
+    SELECT j.chunk_id, j.mass, j.tokens FROM joint j
+    ORDER BY mass DESC, tokens
     LIMIT %(keyword_pool)s
 ),
 kw AS MATERIALIZED (

@@ -443,3 +443,20 @@ def test_a_lexeme_past_the_budget_still_ranks_the_rarer_lexemes_candidates(db: D
     # Without the second look at the pool, the shortest zebra page would be taken.
     shortest = _keyword_ids(db, "zebra stripe", SearchSettings(**one, keyword_pool=1))
     assert shortest != ["confluence:both"]
+
+
+def test_when_even_the_rarest_word_is_past_the_budget_the_pages_holding_every_word_are_read(
+    db: Database,
+) -> None:
+    _postings_store(db)
+    # "zebra" (12 pages) alone is past a budget of 10: instead of reading it whole, only the
+    # pages holding both words are candidates.
+    assert _keyword_ids(db, "zebra stripe", SearchSettings(keyword_postings=10)) == [
+        "confluence:both"
+    ]
+
+
+def test_a_single_common_word_reads_no_more_rows_than_the_budget(db: Database) -> None:
+    _postings_store(db)
+    assert len(_keyword_ids(db, "stripe", SearchSettings(keyword_postings=10))) == 10
+    assert len(_keyword_ids(db, "stripe", SearchSettings(keyword_postings=None))) == 30
