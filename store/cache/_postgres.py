@@ -228,9 +228,10 @@ class PostgresAnswerCache(CacheCore):
             conn.execute(MARK_STALE, (unit_id,))
 
     def _count(self, names: list[str]) -> None:
-        with self._db.connection() as conn, conn.pipeline():
+        with self._db.connection() as conn, conn.pipeline():  # with its commit: one round trip
             conn.execute(BOOKKEEPING)
             conn.execute(COUNT, (names, 1))
+            conn.commit()
 
     @contextlib.contextmanager
     def _lock(self, key: str) -> Iterator[bool]:
