@@ -11,6 +11,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from typing import Literal
 
 import numpy as np
 
@@ -30,6 +31,8 @@ from store.embedders import Vectors
 from store.scope import Scope
 
 log = logging.getLogger("store.cache")
+
+Unread = Literal["unread"]  # the nearest units were not needed: the exact one is live
 
 # Stored counters; stats() adds hits, misses and stale_prevented as sums of these, so a
 # lookup writes one counter, not three.
@@ -104,6 +107,16 @@ class CacheCore(ABC):
     def _exact(self, scope_key: str, normalised: str) -> Candidate | None:
         """The unit stored for exactly this question in this scope, dirty or not."""
 
+    def _reads(
+        self, scope_key: str, normalised: str, query: Vectors, cutoff: float
+    ) -> tuple[Candidate | None, list[Candidate] | Unread | None]:
+        """The exact unit and, unless it is live (then "unread"), the nearest ones. A backend
+        that can read both at once overrides this."""
+        exact = self._exact(scope_key, normalised)
+        if exact is not None and not exact.unit.dirty:
+            return exact, "unread"
+        return exact, self._nearest(scope_key, query, cutoff)
+
     @abstractmethod
     def _nearest(self, scope_key: str, query: Vectors, cutoff: float) -> list[Candidate] | None:
         """Live units of this scope at similarity >= cutoff, best first, at most ``candidates``.
@@ -159,13 +172,13 @@ class CacheCore(ABC):
         self, question: str, scope: Scope, question_embedding: Vectors, *, count: bool
     ) -> Hit | Miss:
         normalised = normalise(question)
-        key = scope.key()
-        exact = self._exact(key, normalised)
-        if exact is not None and not exact.unit.dirty:
-            return self._validate(exact, scope, exact=True, count=count)
         query = query_vector(question_embedding)
         cutoff = self.gates.threshold - self.gates.margin
-        found = self._nearest(key, query, cutoff)
+        exact, found = self._reads(scope.key(), normalised, query, cutoff)
+        if exact is not None and not exact.unit.dirty:
+            return self._validate(exact, scope, exact=True, count=count)
+        if found == "unread":
+            raise AssertionError("the nearest units are read whenever no exact unit is live")
         candidates = found or []
         choice = "empty" if found is None else choose(entities(normalised), candidates, self.gates)
         if isinstance(choice, Candidate):

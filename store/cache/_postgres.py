@@ -23,7 +23,14 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from core.errors import CacheError, StoreError
-from store.cache._core import CacheCore, check_unit, query_vector, reported, with_totals
+from store.cache._core import (
+    CacheCore,
+    Unread,
+    check_unit,
+    query_vector,
+    reported,
+    with_totals,
+)
 from store.cache._freshness import ArtifactState, CurrentHashes, StoreHashes
 from store.cache._gates import Candidate
 from store.cache._model import (
@@ -147,10 +154,11 @@ class PostgresAnswerCache(CacheCore):
 
     # -- primitives for CacheCore -------------------------------------------------------------
 
-    # The lookup's hot path, in round trips: the exact read (autocommit, one), the nearest
-    # units (settings, query and commit pipelined, one), the serve (one); the sources' current
-    # state comes with the units read. Each BEGIN, COMMIT and state read on its own would
-    # triple that (docs/ARCHITECTURE.md, "Retrieval and cache cost at scale").
+    # The lookup's hot path, in round trips: over a large scope the exact read and the
+    # nearest units (settings, query and commit pipelined) in one, then the serve or the miss
+    # count in one; the sources' current state comes with the units read. Each BEGIN, COMMIT
+    # and state read on its own would triple that.
+    # (docs/ARCHITECTURE.md, "Retrieval and cache cost at scale")
 
     def _exact(self, scope_key: str, normalised: str) -> Candidate | None:
         with self._db.connection(autocommit=True) as conn:
@@ -170,13 +178,30 @@ class PostgresAnswerCache(CacheCore):
                 conn.execute(CREATE_INDEX.format(name=name, dim=dim))
         self._indexed.add(dim)
 
-    def _nearest(self, scope_key: str, query: Vectors, cutoff: float) -> list[Candidate] | None:
+    def _reads(
+        self, scope_key: str, normalised: str, query: Vectors, cutoff: float
+    ) -> tuple[Candidate | None, list[Candidate] | Unread | None]:
+        """Over a scope known to be large, the exact read and the index query go in one
+        round trip (an exact hit then pays the index query it did not need: a few ms
+        inside the target, against a round trip on every other lookup)."""
         dim = int(query.shape[0])
-        limit = int(self.gates.candidates)
-        params = {"scope": scope_key, "dim": dim, "q": query, "cutoff": cutoff, "limit": limit}
+        if not self._known_large(scope_key, dim):
+            return super()._reads(scope_key, normalised, query, cutoff)
         self._ensure_index(dim)
         with self._db.connection() as conn:
-            large = self._large_until.get((scope_key, dim), 0.0) > time.monotonic()
+            with conn.pipeline():
+                exact = conn.execute(UNIT_EXACT, (scope_key, normalised))
+                found = self._index_query(conn, scope_key, query, cutoff)
+                conn.commit()
+            exact_row, rows = exact.fetchone(), found.fetchall()
+        exact_found = self._candidates([exact_row], similarity=1.0) if exact_row else []
+        return (exact_found[0] if exact_found else None), self._candidates(rows)
+
+    def _nearest(self, scope_key: str, query: Vectors, cutoff: float) -> list[Candidate] | None:
+        dim = int(query.shape[0])
+        self._ensure_index(dim)
+        with self._db.connection() as conn:
+            large = self._known_large(scope_key, dim)
             if not large:
                 counted = conn.execute(
                     LIVE_IN_SCOPE, (scope_key, dim, self._exact_scan_limit + 1)
@@ -188,25 +213,45 @@ class PostgresAnswerCache(CacheCore):
                 if large:
                     self._large_until[(scope_key, dim)] = time.monotonic() + _LARGE_FOR_S
             if not large:
+                params = self._params(scope_key, query, cutoff)
                 rows = conn.execute(UNITS_NEAREST, params).fetchall()
             else:
-                # A paraphrase must be found even where the graph has no structure to follow:
-                # among 100,000 random unit vectors, 200 near-duplicates (cosine 0.95) were
-                # found 75 % of the time at pgvector's default ef_search 40, 94 % at 100 and
-                # 98 % at 160 (p95 8 ms on a loaded 2-core machine). Real question embeddings
-                # cluster by topic, which HNSW navigates far better.
-                ef_search = str(max(160, 4 * limit))
-                # The settings, the query and the commit in one round trip.
-                with conn.pipeline():
-                    settings = {"iterative": self._iterative, "ef": ef_search}
-                    conn.execute(INDEX_SCAN_SETTINGS, settings)
-                    found = conn.execute(UNITS_NEAREST_INDEXED.format(dim=dim), params)
+                with conn.pipeline():  # the settings, the query and the commit: one round trip
+                    found = self._index_query(conn, scope_key, query, cutoff)
                     conn.commit()
                 rows = found.fetchall()
+        return self._candidates(rows)
+
+    def _known_large(self, scope_key: str, dim: int) -> bool:
+        return self._large_until.get((scope_key, dim), 0.0) > time.monotonic()
+
+    def _params(self, scope_key: str, query: Vectors, cutoff: float) -> dict[str, Any]:
+        limit = int(self.gates.candidates)
+        dim = int(query.shape[0])
+        return {"scope": scope_key, "dim": dim, "q": query, "cutoff": cutoff, "limit": limit}
+
+    def _index_query(
+        self, conn: Connection, scope_key: str, query: Vectors, cutoff: float
+    ) -> psycopg.Cursor[dict[str, Any]]:
+        """Queue the HNSW path's settings and query (in a pipeline); the query's cursor."""
+        params = self._params(scope_key, query, cutoff)
+        # A paraphrase must be found even where the graph has no structure to follow: among
+        # 100,000 random unit vectors, 200 near-duplicates (cosine 0.95) were found 75 % of
+        # the time at pgvector's default ef_search 40, 94 % at 100 and 98 % at 160 (p95 8 ms
+        # on a loaded 2-core machine). Real question embeddings cluster by topic, which HNSW
+        # navigates far better.
+        ef_search = str(max(160, 4 * int(params["limit"])))
+        conn.execute(INDEX_SCAN_SETTINGS, {"iterative": self._iterative, "ef": ef_search})
+        return conn.execute(UNITS_NEAREST_INDEXED.format(dim=params["dim"]), params)
+
+    def _candidates(
+        self, rows: list[dict[str, Any]], *, similarity: float | None = None
+    ) -> list[Candidate]:
         out: list[Candidate] = []
         for row in rows:
             try:
-                out.append(self._candidate(row, float(row["similarity"])))
+                value = similarity if similarity is not None else float(row["similarity"])
+                out.append(self._candidate(row, value))
             except CacheError as exc:
                 log.warning("answer cache: ignored unit %s: %s", row["unit_id"], exc)
         return out
