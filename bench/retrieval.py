@@ -17,12 +17,15 @@ pieces either side) and ``--sentence-weights W ...`` (the best sentence's weight
 semantic score; each weight is scored on the same store, one hybrid column per weight),
 ``--sentence-pool max lse:T ...`` (how a chunk's sentence similarities become one: ``max`` as
 shipped; the soft maximum ln(sum(exp(T*s)))/T; ``top2:A`` best + A x second best; ``margin:M``
-best + M x (best - second best); ``contrast:A`` the best cosine between the question and each
-sentence vector minus A x its chunk's vector, re-normalised, which takes out the context a pooled
-sentence shares with its chunk; the benchmark swaps that expression in the retriever's query, an
-instrument only). ``--keyword-shares``, ``--phrase-weights`` and ``--window-weights`` vary the
-SearchSettings fields of the same names. Every combination of the lists is scored; or name
-each variant with ``--variant w=2,pool=contrast:0.2,share=0.4,phrase=1,window=1`` (repeatable).
+best + M x (best - second best); ``lift:A`` best + A x (best - mean); ``contrast:A`` the best
+cosine between the question and each sentence vector minus A x its chunk's vector, re-normalised,
+which takes out the context a pooled sentence shares with its chunk; the benchmark swaps that
+expression in the retriever's query, an instrument only). ``--keyword-shares``,
+``--phrase-weights`` and ``--window-weights`` vary the SearchSettings fields of those names.
+Every combination of the lists is scored; or name each variant with
+``--variant w=2,pool=contrast:0.2,share=0.4,phrase=1,window=1`` (repeatable).
+``--fusion zscore`` scales both scores to z-scores over the candidates instead of min-max
+before they are mixed (the benchmark swaps the retriever's fusion function, an instrument only).
 """
 
 from __future__ import annotations
@@ -77,6 +80,8 @@ def pool_expression(pool: str) -> str:
         return f"{best} + {a} * {second}"
     if kind == "margin":
         return f"{best} + {a} * ({best} - {second})"
+    if kind == "lift":
+        return f"max({SIMILARITY}) + {a} * (max({SIMILARITY}) - avg({SIMILARITY}))"
     if kind == "contrast":
         # cos(q, s - a c) for unit q, s, c: (q.s - a q.c) / |s - a c|
         chunk = "(1 - (c.embedding <=> %(vector)s))"
@@ -89,6 +94,31 @@ def use_sentence_pool(pool: str) -> None:
     """Point the retriever's query at ``max`` (as shipped) or one of the variants above."""
     assert MAX_SENTENCE in SHIPPED_QUERY, "the retriever's query changed: update the bench"
     store.search.RANK_QUERY = SHIPPED_QUERY.replace(MAX_SENTENCE, pool_expression(pool))
+
+
+SHIPPED_FUSE = store.search._fuse
+
+
+def zscore_fuse(
+    semantic: dict[int, float], keyword: dict[int, float], share: float
+) -> dict[int, float]:
+    """As the retriever's fusion, with z-scores over the candidates instead of min-max."""
+
+    def z(values: dict[int, float]) -> dict[int, float]:
+        spread = statistics.pstdev(values.values()) or 1.0
+        mean = statistics.fmean(values.values())
+        return {k: (v - mean) / spread for k, v in values.items()}
+
+    sem, kw = z(semantic), z(keyword)
+    low_sem, low_kw = min(sem.values()), min(kw.values())
+    return {
+        cid: share * kw.get(cid, low_kw) + (1 - share) * sem.get(cid, low_sem)
+        for cid in sem.keys() | kw.keys()
+    }
+
+
+def use_fusion(fusion: str) -> None:
+    store.search._fuse = zscore_fuse if fusion == "zscore" else SHIPPED_FUSE
 
 
 def parse_variant(spec: str, shipped_weight: float) -> tuple[str, str, SearchSettings]:
@@ -133,7 +163,9 @@ def main() -> None:
     parser.add_argument("--phrase-weights", type=float, nargs="+", default=None)
     parser.add_argument("--window-weights", type=float, nargs="+", default=None)
     parser.add_argument("--variant", action="append", default=[])
+    parser.add_argument("--fusion", choices=["minmax", "zscore"], default="minmax")
     args = parser.parse_args()
+    use_fusion(args.fusion)
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="kb-bench-retrieval-"))
     settings = load_settings({"KB_DATA_DIR": str(data_dir)})
     memo_dir = data_dir / "embed-memo"
@@ -210,6 +242,7 @@ def main() -> None:
                 "python": platform.python_version(),
                 "sentences": args.sentences,
                 "pool_context": args.pool_context,
+                "fusion": args.fusion,
                 "ingest_s": round(ingest_s, 1),
                 "load": os.getloadavg(),
                 "numpy": np.__version__,
