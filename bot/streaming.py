@@ -11,6 +11,8 @@ shows text as it comes, except for what could still turn out to be unsafe:
   plain text, like every link in answer text (``bot.markdown.unlink``);
 * the word being written is held until it ends, so a URL is made inert whole.
 
+:class:`Pace` spaces a platform's stream updates (at most one per interval).
+
 Code spans and fences are passed through as written (``items[0]`` is code, not a citation).
 The final answer replaces everything streamed, so what the gate shows is a faithful preview,
 not the record.
@@ -19,6 +21,7 @@ not the record.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 
 from bot import markdown as md
@@ -34,6 +37,21 @@ _LINK_PREFIX = re.compile(r"\[[^\]\n]*(?:\](?:\((?:[^\s()]|\([^\s()]*\))*(?:\s+\
 _LAST_GAP = re.compile(r"\s+\S*$")
 # A bracket longer than this with no ``]`` is prose, not a link label worth waiting for.
 _HOLD_LIMIT = 400
+
+
+class Pace:
+    """When a stream's next update may go: at most one per ``every`` seconds of ``clock``."""
+
+    def __init__(self, every: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._every = every
+        self._clock = clock
+        self._sent_at = 0.0
+
+    def due(self) -> bool:
+        return self._clock() - self._sent_at >= self._every
+
+    def sent(self) -> None:
+        self._sent_at = self._clock()
 
 
 class CitationGate:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from bot.answers import Answer
 from bot.slack.blocks import escape, render_answer, render_error
+from bot.streaming import Pace
 
 if TYPE_CHECKING:
     from bot.slack.thread import SlackThread
@@ -44,11 +45,9 @@ class SlackAnswerStream:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._thread = thread
-        self._coalesce = coalesce
-        self._clock = clock
+        self._pace = Pace(coalesce, clock)
         self._ts: str | None = None
         self._pending = ""
-        self._sent_at = 0.0
         self._refused = False  # startStream refused: post at the end instead
         self._broken = False  # appends failed: stop appending, finish in place
 
@@ -63,7 +62,7 @@ class SlackAnswerStream:
         self._pending += text
         if self._ts is None:
             self._start()
-        elif self._clock() - self._sent_at >= self._coalesce:
+        elif self._pace.due():
             self._flush()
 
     def finish(self, answer: Answer) -> None:
@@ -112,7 +111,7 @@ class SlackAnswerStream:
             self._refused = True
             return
         self._ts = str(ts)
-        self._sent_at = self._clock()
+        self._pace.sent()
 
     def _flush(self) -> None:
         assert self._ts is not None
@@ -124,7 +123,7 @@ class SlackAnswerStream:
         except Exception as exc:
             log.info("appending to a stream in %s failed: %s", self._thread.channel, exc)
             self._broken = True
-        self._sent_at = self._clock()
+        self._pace.sent()
 
     def _stop(self) -> None:
         assert self._ts is not None

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from bot.answers import Answer
+from bot.streaming import Pace
 from bot.teams.cards import Activity, answer_activity, error_activity
 from bot.teams.feedback import remember_answer
 from bot.teams.platform import ConnectorError
@@ -42,19 +43,17 @@ class TeamsAnswerStream:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._thread = thread
-        self._coalesce = coalesce
-        self._clock = clock
+        self._pace = Pace(coalesce, clock)
         self._text = ""  # everything shown so far: each update carries it whole
         self._stream_id: str | None = None
         self._sequence = 0
-        self._sent_at = 0.0
         self._refused = False
 
     def append(self, text: str) -> None:
         if self._refused or not text:
             return
         self._text += text
-        if self._stream_id is None or self._clock() - self._sent_at >= self._coalesce:
+        if self._stream_id is None or self._pace.due():
             self._update()
 
     def finish(self, answer: Answer) -> None:
@@ -91,7 +90,7 @@ class TeamsAnswerStream:
                 self._refused = True
                 return
             self._stream_id = sent
-        self._sent_at = self._clock()
+        self._pace.sent()
 
     def _final(self, activity: Activity) -> str:
         """Send the final activity; the id of the message that shows it."""
