@@ -134,14 +134,12 @@ class PostgresAnswerCache(CacheCore):
     def _read_candidate(
         self, conn: Connection, query: str, params: Sequence[Any]
     ) -> Candidate | None:
-        row = conn.execute(query, params).fetchone()
-        if row is None:
-            return None
-        try:
-            return self._candidate(row, 1.0)
-        except CacheError as exc:
-            log.warning("answer cache: ignored unit %s: %s", row["unit_id"], exc)
-            return None
+        return self._one(conn.execute(query, params).fetchone())
+
+    def _one(self, row: dict[str, Any] | None) -> Candidate | None:
+        """The unit of one row read by id or exact question (similarity 1), if readable."""
+        found = self._candidates([row], similarity=1.0) if row is not None else []
+        return found[0] if found else None
 
     def _candidate(self, row: dict[str, Any], similarity: float) -> Candidate:
         current = None
@@ -194,8 +192,7 @@ class PostgresAnswerCache(CacheCore):
                 found = self._index_query(conn, scope_key, query, cutoff)
                 conn.commit()
             exact_row, rows = exact.fetchone(), found.fetchall()
-        exact_found = self._candidates([exact_row], similarity=1.0) if exact_row else []
-        return (exact_found[0] if exact_found else None), self._candidates(rows)
+        return self._one(exact_row), self._candidates(rows)
 
     def _nearest(self, scope_key: str, query: Vectors, cutoff: float) -> list[Candidate] | None:
         dim = int(query.shape[0])
