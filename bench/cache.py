@@ -121,6 +121,21 @@ def fill_disk(cache: DiskAnswerCache, vectors: np.ndarray, start: int) -> None:
                 cache.put(unit_for(i), vectors[i])
 
 
+def questions_asked(
+    vectors: np.ndarray, queries: int, rng: np.random.Generator
+) -> list[tuple[str, np.ndarray, bool]]:
+    """Half paraphrases of cached units (cosine 0.95, to be served), half unrelated
+    questions: (text, embedding, is a paraphrase)."""
+    asked: list[tuple[str, np.ndarray, bool]] = []
+    for k, i in enumerate(rng.integers(0, len(vectors), size=queries)):
+        if k % 2:
+            text = f"what is the setup for {word(int(i))} integration"
+            asked.append((text, near(vectors[i], 0.95, rng), True))
+        else:
+            asked.append(("an unrelated question nobody asked", unit_vectors(1, rng)[0], False))
+    return asked
+
+
 def measure_lookups(
     lookup: Callable[[str, np.ndarray], bool],
     vectors: np.ndarray,
@@ -133,19 +148,7 @@ def measure_lookups(
     The machine is shared (2 cores, other jobs running): the round with the lowest p95 is the
     one least disturbed by them. Every round's p95 is reported too.
     """
-    picks = rng.integers(0, len(vectors), size=queries)
-    asked: list[tuple[str, np.ndarray, bool]] = []
-    for k, i in enumerate(picks):
-        if k % 2:
-            asked.append(
-                (
-                    f"what is the setup for {word(int(i))} integration",
-                    near(vectors[i], 0.95, rng),
-                    True,
-                )
-            )
-        else:
-            asked.append(("an unrelated question nobody asked", unit_vectors(1, rng)[0], False))
+    asked = questions_asked(vectors, queries, rng)
     results = []
     for _ in range(rounds):
         hits, misses, served = [], [], 0

@@ -41,12 +41,10 @@ from bench.cache import (  # noqa: E402
     LIMITS,
     SCOPE,
     load_artifacts,
-    near,
     pct,
+    questions_asked,
     timed,
     unit_for,
-    unit_vectors,
-    word,
 )
 from store.cache import Hit, PostgresAnswerCache  # noqa: E402
 from store.cache._model import unit_to_json  # noqa: E402
@@ -221,7 +219,7 @@ def backend_lookups(
         started = time.perf_counter()
         cache.lookup("a question never asked, to reach the index", SCOPE, vectors[0])
         out["first_lookup_s"] = round(time.perf_counter() - started, 1)
-        asked = _asked(vectors, lookups, rng)
+        asked = questions_asked(vectors, lookups, rng)
         out["rounds"] = [_round(db, cache, asked) for _ in range(rounds)]
         best = min(out["rounds"], key=lambda r: r["lookup_p95_ms"])  # type: ignore[arg-type, index]
         out["best_round"] = best
@@ -243,20 +241,6 @@ def _filled(db: Database, units: int) -> bool:
             return False
         row = conn.execute("SELECT count(*) AS n FROM answer_units").fetchone()
     return row is not None and int(row["n"]) == units
-
-
-def _asked(
-    vectors: np.ndarray, lookups: int, rng: np.random.Generator
-) -> list[tuple[str, np.ndarray, bool]]:
-    """Half paraphrases of stored units (cosine 0.95, to be served), half unrelated."""
-    asked = []
-    for k, i in enumerate(rng.integers(0, len(vectors), size=lookups)):
-        if k % 2:
-            asked.append((f"what is the setup for {word(int(i))} integration",
-                          near(vectors[i], 0.95, rng), True))  # fmt: skip
-        else:
-            asked.append(("an unrelated question nobody asked", unit_vectors(1, rng)[0], False))
-    return asked
 
 
 def _round(
