@@ -54,25 +54,16 @@ sys.path.insert(0, str(_BENCH.parent / "tests"))
 sys.path.insert(1, str(_BENCH.parent))
 
 from fakes.anthropic_api import FakeMessagesAPI, fake_anthropic, paced  # noqa: E402
-from fakes.connector import MemoryConnector  # noqa: E402
-from fakes.embedder import HashingEmbedder  # noqa: E402
 from fakes.flow import FakeFlow  # noqa: E402
 from fakes.slack_api import RunningBot, running_bot  # noqa: E402
+from fakes.vpn_store import vpn_store  # noqa: E402
 
-from bot.answerer import ClaudeAnswerer, make_client  # noqa: E402
+from bot.answerer import make_client  # noqa: E402
 from bot.answers import Answer, AnswerFlow, Turn  # noqa: E402
-from bot.condense import condense_without_model  # noqa: E402
 from bot.flow import Flow  # noqa: E402
-from store.cache import DiskAnswerCache, StoreHashes  # noqa: E402
 from store.db import Database, start_embedded  # noqa: E402
 from store.migrate import migrate  # noqa: E402
-from store.schema import bind_embedder  # noqa: E402
 from store.scope import Scope  # noqa: E402
-from store.search import Retriever  # noqa: E402
-from store.tokens import TokenCounter  # noqa: E402
-from sync.chunking import Chunker  # noqa: E402
-from sync.engine import SyncEngine  # noqa: E402
-from sync.freshness import CacheInvalidator  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -193,23 +184,9 @@ class PostAtEnd:
 
 
 def _real_flow(db: Database, api: FakeMessagesAPI, cache_dir: Path) -> tuple[Flow, Any]:
-    embedder = HashingEmbedder()
-    bind_embedder(db, embedder.identity)
-    cache = DiskAnswerCache(cache_dir, StoreHashes(db))
-    source = MemoryConnector(scopes=("ENG",))
-    source.put("1", "VPN on Windows", "Windows laptops connect with the NWP-AOVPN profile.")
-    source.put("2", "VPN on macOS", "Mac laptops connect with the WireGuard app.")
-    SyncEngine(db, embedder, Chunker(TokenCounter()), CacheInvalidator(db, cache)).run(source)
+    store = vpn_store(db, cache_dir)
     client = make_client(api.key, api.url, max_retries=0)
-    flow = Flow(
-        db=db,
-        embedder=embedder,
-        retriever=Retriever(db, TokenCounter()),
-        cache=cache,
-        answerer=ClaudeAnswerer(client, "claude-bench"),
-        condense=condense_without_model,
-    )
-    return flow, (cache, client)
+    return store.flow(client, "claude-bench"), (store.cache, client)
 
 
 def _call_at(bot: RunningBot, method: str, thread_ts: str, timeout: float = 15.0) -> float:

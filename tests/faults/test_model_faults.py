@@ -25,43 +25,30 @@ from fakes.anthropic_api import (
     text,
     unauthorized,
 )
-from fakes.connector import MemoryConnector
-from fakes.embedder import HashingEmbedder
+from fakes.vpn_store import QUESTION, VpnStore, vpn_store
 
-from bot.answerer import ClaudeAnswerer, make_client
-from bot.condense import condense_without_model
+from bot.answerer import make_client
 from bot.fallback import FALLBACK_LABEL, OPERATOR_FAULT_TEXT
 from bot.flow import Flow
-from store.cache import DiskAnswerCache, StoreHashes
+from store.cache import DiskAnswerCache
 from store.db import Database
-from store.schema import bind_embedder
 from store.scope import Scope
-from store.search import Retriever
-from store.tokens import TokenCounter
-from sync.chunking import Chunker
-from sync.engine import SyncEngine
-from sync.freshness import CacheInvalidator
 
 ENG = Scope.parse("confluence:ENG")
-QUESTION = "How do I connect to the VPN on Windows?"
 
 
 @dataclass
 class Rig:
     db: Database
     api: FakeMessagesAPI
-    cache: DiskAnswerCache
-    embedder: HashingEmbedder
+    store: VpnStore
+
+    @property
+    def cache(self) -> DiskAnswerCache:
+        return self.store.cache
 
     def flow(self, client: anthropic.Anthropic, **answerer: float) -> Flow:
-        return Flow(
-            db=self.db,
-            embedder=self.embedder,
-            retriever=Retriever(self.db, TokenCounter()),
-            cache=self.cache,
-            answerer=ClaudeAnswerer(client, "claude-test-model", **answerer),
-            condense=condense_without_model,
-        )
+        return self.store.flow(client, "claude-test-model", **answerer)
 
     def ops_alerts(self) -> list[dict[str, object]]:
         with self.db.connection() as conn:
@@ -73,18 +60,11 @@ class Rig:
 
 @pytest.fixture
 def rig(db: Database, tmp_path: Path) -> Iterator[Rig]:
-    embedder = HashingEmbedder()
-    bind_embedder(db, embedder.identity)
-    cache = DiskAnswerCache(tmp_path / "cache", StoreHashes(db))
-    source = MemoryConnector(scopes=("ENG",))
-    engine = SyncEngine(db, embedder, Chunker(TokenCounter()), CacheInvalidator(db, cache))
-    source.put("1", "VPN on Windows", "Windows laptops connect with the NWP-AOVPN profile.")
-    source.put("2", "VPN on macOS", "Mac laptops connect with the WireGuard app.")
-    engine.run(source)
+    store = vpn_store(db, tmp_path / "cache")
     with fake_anthropic() as api:
-        yield Rig(db, api, cache, embedder)
+        yield Rig(db, api, store)
         api.release()  # let a hanging reply finish before the server stops
-    cache.close()
+    store.cache.close()
 
 
 def test_a_hanging_model_gives_the_labelled_extractive_answer_by_the_deadline(rig: Rig) -> None:

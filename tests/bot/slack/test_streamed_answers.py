@@ -12,27 +12,16 @@ from typing import Any
 
 import pytest
 from fakes.anthropic_api import FakeMessagesAPI, fake_anthropic, overloaded, paced, stream_error
-from fakes.connector import MemoryConnector
-from fakes.embedder import HashingEmbedder
 from fakes.flow import FakeFlow
 from fakes.slack_api import TEAM, RunningBot, running_bot
+from fakes.vpn_store import QUESTION, vpn_store
 
-from bot.answerer import ClaudeAnswerer, make_client
+from bot.answerer import make_client
 from bot.answers import UNAVAILABLE_TEXT
-from bot.condense import condense_without_model
 from bot.fallback import FALLBACK_LABEL
-from bot.flow import Flow
 from bot.wording import SOMETHING_WRONG
-from store.cache import DiskAnswerCache, StoreHashes
 from store.db import Database
-from store.schema import bind_embedder
-from store.search import Retriever
-from store.tokens import TokenCounter
-from sync.chunking import Chunker
-from sync.engine import SyncEngine
-from sync.freshness import CacheInvalidator
 
-QUESTION = "How do I connect to the VPN on Windows?"
 # Retrieval ranks the Windows page first; the model cites the second passage first (so the
 # final numbering differs from the model's), and invents a third and a ninth.
 ANSWER = (
@@ -57,27 +46,12 @@ class Rig:
 
 @pytest.fixture
 def rig(db: Database, tmp_path: Path) -> Iterator[Rig]:
-    embedder = HashingEmbedder()
-    bind_embedder(db, embedder.identity)
-    cache = DiskAnswerCache(tmp_path / "cache", StoreHashes(db))
-    source = MemoryConnector(scopes=("ENG",))
-    engine = SyncEngine(db, embedder, Chunker(TokenCounter()), CacheInvalidator(db, cache))
-    source.put("1", "VPN on macOS", "Mac laptops connect with the WireGuard app.")
-    source.put("2", "VPN on Windows", "Windows laptops connect with the NWP-AOVPN profile.")
-    engine.run(source)
+    store = vpn_store(db, tmp_path / "cache")
     with fake_anthropic() as api, make_client(api.key, api.url, max_retries=0) as client:
-        flow = Flow(
-            db=db,
-            embedder=embedder,
-            retriever=Retriever(db, TokenCounter()),
-            cache=cache,
-            answerer=ClaudeAnswerer(client, "claude-test-model"),
-            condense=condense_without_model,
-        )
-        with running_bot(db, flow, streaming=True) as bot:
+        with running_bot(db, store.flow(client, "claude-test-model"), streaming=True) as bot:
             yield Rig(api, bot)
         api.release()
-    cache.close()
+    store.cache.close()
 
 
 def _finished(rig: Rig, count: int = 1) -> list[Any]:
