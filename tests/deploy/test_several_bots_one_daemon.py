@@ -110,14 +110,10 @@ class Topology:
         return str(answer.args["text"])
 
     def answers(self, ts: str) -> list[Call]:
-        return [
-            c
-            for c in self.slack.calls_to("chat.postMessage")
-            if c.args.get("thread_ts") == ts and not _is_notice(c)
-        ]
+        return self.slack.thread_answers(ts)
 
     def notices(self) -> list[Call]:
-        return [c for c in self.slack.calls_to("chat.postMessage") if _is_notice(c)]
+        return self.slack.notices()
 
     def edit_webhook(self, daemon: Process) -> None:
         body = json.dumps({"page": {"id": self.page.id}}).encode()
@@ -145,10 +141,6 @@ class Topology:
                 "SELECT status, outcome, duplicates FROM webhook_events ORDER BY event_id"
             ).fetchall()
         return [(str(s), None if o is None else str(o), int(d)) for s, o, d in rows]
-
-
-def _is_notice(call: Call) -> bool:
-    return "kb_outbox" in json.dumps(call.args.get("metadata", ""))
 
 
 def _environment(

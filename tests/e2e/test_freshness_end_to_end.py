@@ -104,11 +104,7 @@ class World:
         self.deliverer.deliver_due()
 
     def notices(self) -> list[str]:
-        return [
-            str(c.args["text"])
-            for c in self.bot.slack.calls_to("chat.postMessage")
-            if "kb_outbox" in json.dumps(c.args.get("metadata", ""))
-        ]
+        return [str(c.args["text"]) for c in self.bot.slack.notices()]
 
 
 @pytest.fixture
@@ -166,11 +162,7 @@ def test_a_page_edit_notifies_the_thread_and_the_next_answer_is_fresh(world: Wor
 
     notices = world.notices()
     assert len(notices) == 2 and all("VPN access for Windows" in n for n in notices)
-    notice_threads = [
-        c.args["thread_ts"]
-        for c in world.bot.slack.calls_to("chat.postMessage")
-        if "kb_outbox" in json.dumps(c.args.get("metadata", ""))
-    ]
+    notice_threads = [c.args["thread_ts"] for c in world.bot.slack.notices()]
     assert sorted(notice_threads) == ["100.1", "101.1"], "one notice in each thread it was posted"
     world.webhook("page_updated")  # the same delivery again: nothing more is sent
     assert len(world.notices()) == 2

@@ -103,6 +103,11 @@ class Call:
     status: int
 
 
+def is_notice(call: Call) -> bool:
+    """Whether a posted message came from the outbox (it carries ``kb_outbox`` metadata)."""
+    return "kb_outbox" in json.dumps(call.args.get("metadata", ""))
+
+
 @dataclass
 class _Failure:
     status: int
@@ -189,6 +194,18 @@ class FakeSlack:
             return [
                 c for c in self.calls if c.method == method and (c.status == 200 or not ok_only)
             ]
+
+    def notices(self) -> list[Call]:
+        """The messages the outbox posted (source-change notices, ops alerts)."""
+        return [c for c in self.calls_to("chat.postMessage") if is_notice(c)]
+
+    def thread_answers(self, thread: str) -> list[Call]:
+        """What was posted in ``thread`` other than outbox notices."""
+        return [
+            c
+            for c in self.calls_to("chat.postMessage")
+            if c.args.get("thread_ts") == thread and not is_notice(c)
+        ]
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
         deadline = time.monotonic() + timeout

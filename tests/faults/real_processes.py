@@ -92,10 +92,6 @@ class StallingConfluence(FakeConfluence):
         return super()._dispatch(request)
 
 
-def is_notice(call: Call) -> bool:
-    return "kb_outbox" in json.dumps(call.args.get("metadata", ""))
-
-
 @dataclass
 class KbProcess:
     """One ``kb`` process; its output goes to a log file (kept across restarts)."""
@@ -296,14 +292,10 @@ class World:
         assert response.status_code == 200, response.text
 
     def answers(self, thread: str) -> list[Call]:
-        return [
-            c
-            for c in self.slack.calls_to("chat.postMessage")
-            if c.args.get("thread_ts") == thread and not is_notice(c)
-        ]
+        return self.slack.thread_answers(thread)
 
     def notices(self) -> list[Call]:
-        return [c for c in self.slack.calls_to("chat.postMessage") if is_notice(c)]
+        return self.slack.notices()
 
     def request_sync(self, user: str = "UADMIN", channel: str = "COPS") -> int:
         """What ``/kb-sync confluence`` queues for the daemon (bot/bot_state.py's query)."""
