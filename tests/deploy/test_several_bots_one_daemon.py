@@ -24,7 +24,7 @@ import pytest
 from fakes.anthropic_api import FakeMessagesAPI, fake_anthropic, text
 from fakes.atlassian import FAKE_EMAIL, FAKE_TOKEN, FakeConfluence, FakePage
 from fakes.slack_api import SECRET as SLACK_SECRET
-from fakes.slack_api import Call, FakeSlack, event_body, mention_event, signed_headers
+from fakes.slack_api import Call, FakeSlack, signed_mention
 
 from sync._webhook_auth import sign
 
@@ -97,12 +97,9 @@ class Topology:
     def ask(self, bot: Process, ts: str) -> str:
         """Mention the bot in a new thread, as Slack delivers it (a signed event), and return
         the answer posted in that thread."""
-        bot_user = self.slack.bot_user
-        body = event_body(mention_event(QUESTION, bot_user=bot_user, ts=ts), bot_user=bot_user)
+        body, headers = signed_mention(QUESTION, bot_user=self.slack.bot_user, ts=ts)
         response = self.http.post(
-            f"http://127.0.0.1:{bot.port}/slack/events",
-            content=body,
-            headers=signed_headers(body, content_type="application/json"),
+            f"http://127.0.0.1:{bot.port}/slack/events", content=body, headers=headers
         )
         assert response.status_code == 200, response.text
         self.wait(f"kb {bot.name}'s answer in thread {ts}", lambda: bool(self.answers(ts)))

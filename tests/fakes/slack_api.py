@@ -95,6 +95,20 @@ def signed_headers(
     }
 
 
+def signed_mention(
+    question: str,
+    *,
+    bot_user: str,
+    ts: str,
+    channel: str = "CGEN",
+    event_id: str | None = None,
+) -> tuple[bytes, dict[str, str]]:
+    """The body and signed headers of an ``app_mention`` as Slack delivers it over HTTP."""
+    event = mention_event(question, bot_user=bot_user, ts=ts, channel=channel)
+    body = event_body(event, bot_user=bot_user, event_id=event_id)
+    return body, signed_headers(body, content_type="application/json")
+
+
 @dataclass
 class Call:
     method: str

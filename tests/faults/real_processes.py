@@ -29,7 +29,7 @@ import pytest
 from fakes.atlassian import FAKE_EMAIL, FAKE_TOKEN, FakeConfluence, FakeJira
 from fakes.http import Request, Response
 from fakes.slack_api import SECRET as SLACK_SECRET
-from fakes.slack_api import Call, FakeSlack, event_body, mention_event, signed_headers
+from fakes.slack_api import Call, FakeSlack, signed_mention
 
 from sync._webhook_auth import sign
 
@@ -281,13 +281,11 @@ class World:
         return response.status_code
 
     def mention(self, bot: KbProcess, ts: str, question: str, channel: str = "CGEN") -> None:
-        bot_user = self.slack.bot_user
-        event = mention_event(question, bot_user=bot_user, ts=ts, channel=channel)
-        body = event_body(event, bot_user=bot_user)
+        body, headers = signed_mention(
+            question, bot_user=self.slack.bot_user, ts=ts, channel=channel
+        )
         response = self.http.post(
-            f"http://127.0.0.1:{bot.port}/slack/events",
-            content=body,
-            headers=signed_headers(body, content_type="application/json"),
+            f"http://127.0.0.1:{bot.port}/slack/events", content=body, headers=headers
         )
         assert response.status_code == 200, response.text
 

@@ -24,9 +24,7 @@ from fakes.slack_api import (
     BASE_ENV,
     BOT_USER,
     FakeSlack,
-    event_body,
-    mention_event,
-    signed_headers,
+    signed_mention,
 )
 
 from bot.wording import STORE_DOWN
@@ -66,9 +64,8 @@ def _env(
 
 
 def _mention(url: str, ts: str, event_id: str) -> httpx.Response:
-    question = mention_event("how do I rotate the VPN certificate?", bot_user=BOT_USER, ts=ts)
-    body = event_body(question, bot_user=BOT_USER, event_id=event_id)
-    headers = signed_headers(body, content_type="application/json")
+    question = "how do I rotate the VPN certificate?"
+    body, headers = signed_mention(question, bot_user=BOT_USER, ts=ts, event_id=event_id)
     return httpx.post(f"{url}/slack/events", content=body, headers=headers, timeout=30)
 
 
