@@ -13,23 +13,13 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
-import pytest
 from fakes.postgres_outage import StoppablePostgres
 
 from kb.daemon import LOCK_CHECK_TICKS, Daemon
 from store.db import Database
 from store.migrate import migrate
-
-
-@pytest.fixture
-def postgres() -> Iterator[StoppablePostgres]:
-    server = StoppablePostgres()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 def _daemon(db: Database, name: str, running: dict[str, bool]) -> Daemon:

@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import psycopg
-import pytest
 from fakes.postgres_outage import KbProcess, StoppablePostgres, free_port
 from fakes.slack_api import (
     BASE_ENV,
@@ -35,15 +33,6 @@ HEALTH_DEADLINE = 1.0
 OPS = BASE_ENV["KB_OPS_CHANNEL"]
 UNREACHABLE_LINE = "the store (Postgres) is unreachable"
 BACK_LINE = "the store (Postgres) is reachable again"
-
-
-@pytest.fixture
-def postgres() -> Iterator[StoppablePostgres]:
-    server = StoppablePostgres()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 def _env(
