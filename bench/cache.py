@@ -122,17 +122,23 @@ def fill_disk(cache: DiskAnswerCache, vectors: np.ndarray, start: int) -> None:
 
 
 def questions_asked(
-    vectors: np.ndarray, queries: int, rng: np.random.Generator
+    vectors: np.ndarray,
+    queries: int,
+    rng: np.random.Generator,
+    unrelated: np.ndarray | None = None,
 ) -> list[tuple[str, np.ndarray, bool]]:
-    """Half paraphrases of cached units (cosine 0.95, to be served), half unrelated
-    questions: (text, embedding, is a paraphrase)."""
+    """Half paraphrases of cached units (cosine 0.95, to be served), half other questions
+    (random vectors, or rows of ``unrelated``): (text, embedding, is a paraphrase)."""
     asked: list[tuple[str, np.ndarray, bool]] = []
     for k, i in enumerate(rng.integers(0, len(vectors), size=queries)):
         if k % 2:
             text = f"what is the setup for {word(int(i))} integration"
             asked.append((text, near(vectors[i], 0.95, rng), True))
-        else:
+        elif unrelated is None:
             asked.append(("an unrelated question nobody asked", unit_vectors(1, rng)[0], False))
+        else:
+            other = unrelated[int(rng.integers(0, len(unrelated)))]
+            asked.append((f"another question {word(k)}", other, False))
     return asked
 
 

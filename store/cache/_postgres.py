@@ -2,8 +2,9 @@
 
 Same behaviour as the diskcache backend (one contract suite runs over both). Question
 embeddings live in a pgvector column of no fixed dimension (a cache may outlive an embedder
-change), with one partial HNSW index per dimension in use; a scope of up to
-``exact_scan_limit`` live units is searched exactly, a larger one through that index.
+change), with one partial HNSW index (half precision) per dimension in use, up to 4,000; a
+scope of up to ``exact_scan_limit`` live units, or of wider vectors, is searched exactly, a
+larger one through that index.
 Single flight uses a session advisory lock on a connection of its own, so waiters never hold a
 pooled connection the generator needs.
 """
@@ -51,7 +52,9 @@ from store.cache._postgres_sql import (
     DIRTY_NOTICED,
     EVICT,
     INDEX_EXISTS,
+    INDEX_NAME,
     INDEX_SCAN_SETTINGS,
+    INDEXED_DIMS_MAX,
     INSERT_POST,
     INSERT_SOURCE,
     INSERT_UNIT,
@@ -167,7 +170,7 @@ class PostgresAnswerCache(CacheCore):
         seen), created on first use; concurrent processes create it once."""
         if dim in self._indexed:
             return
-        name = f"answer_units_hnsw_{dim}"
+        name = INDEX_NAME.format(dim=dim)
         with self._db.connection() as conn:
             if conn.execute(INDEX_EXISTS, (name,)).fetchone() is None:
                 conn.execute(
@@ -196,7 +199,17 @@ class PostgresAnswerCache(CacheCore):
 
     def _nearest(self, scope_key: str, query: Vectors, cutoff: float) -> list[Candidate] | None:
         dim = int(query.shape[0])
-        self._ensure_index(dim)
+        indexable = dim <= INDEXED_DIMS_MAX  # past it pgvector has no HNSW: always exact
+        if indexable:
+            self._ensure_index(dim)
+        elif dim not in self._indexed:
+            self._indexed.add(dim)  # said once per process
+            log.warning(
+                "answer cache: %d-dimension question vectors cannot have an HNSW index "
+                "(pgvector's limit is %d); every lookup scans its scope, which slows as the "
+                "cache grows: choose an embedder of at most %d dimensions, or KB_CACHE=disk",
+                dim, INDEXED_DIMS_MAX, INDEXED_DIMS_MAX,
+            )  # fmt: skip
         with self._db.connection() as conn:
             large = self._known_large(scope_key, dim)
             if not large:
@@ -206,7 +219,7 @@ class PostgresAnswerCache(CacheCore):
                 live = 0 if counted is None else int(counted["n"])
                 if live == 0:
                     return None
-                large = live > self._exact_scan_limit
+                large = indexable and live > self._exact_scan_limit
                 if large:
                     self._large_until[(scope_key, dim)] = time.monotonic() + _LARGE_FOR_S
             if not large:

@@ -179,3 +179,47 @@ def test_cached_answers_keep_their_serve_history_and_eviction_order_across_0012(
         }
     assert order == [old, recent]  # the least recently used is still evicted first
     assert not columns & {"served_at", "served_count", "used_at"}
+
+
+def test_0013_replaces_the_cache_vector_index_with_a_half_precision_one_the_lookup_uses(
+    fresh_schema: Database,
+) -> None:
+    number = next(m.number for m in available() if m.name == "answer_units_halfvec_index")
+    migrate(fresh_schema, upto=number - 1)
+    insert = (
+        "INSERT INTO answer_units (unit_id, scope_key, question_norm, body, embedding, dim, "
+        "created_at, size_bytes) VALUES (%s, '*', %s, %s, %s::vector, 3, now(), 100)"
+    )
+    body = '{"question": "q", "answer": "a", "mode": "claude", "citations": []}'
+    with fresh_schema.connection() as conn:
+        conn.execute(insert, ("a" * 32, "how do i reset the vpn", body, "[1,0,0]"))
+        conn.execute(insert, ("b" * 32, "where is the payslip", body, "[0,1,0]"))
+        conn.execute(
+            "INSERT INTO answer_unit_use (unit_id, used_at) SELECT unit_id, now() FROM answer_units"
+        )
+        # The full-precision index the cache built on first use before 0013.
+        conn.execute(
+            "CREATE INDEX answer_units_hnsw_3 ON answer_units USING hnsw "
+            "((embedding::vector(3)) vector_cosine_ops) WHERE dim = 3"
+        )
+    migrate(fresh_schema)
+    with fresh_schema.connection() as conn:
+        indexes = {
+            r["indexname"]: r["indexdef"]
+            for r in conn.execute(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = %s "
+                "AND tablename = 'answer_units' AND indexdef LIKE '%%hnsw%%'",
+                (fresh_schema.schema,),
+            )
+        }
+        conn.execute("SET enable_seqscan = off")
+        plan = "\n".join(
+            r["QUERY PLAN"]
+            for r in conn.execute(
+                "EXPLAIN SELECT unit_id FROM answer_units WHERE dim = 3 "
+                "ORDER BY embedding::halfvec(3) <=> '[1,0,0]'::halfvec(3) LIMIT 16"
+            )
+        )
+    assert list(indexes) == ["answer_units_halfvec_3"]
+    assert "halfvec_cosine_ops" in indexes["answer_units_halfvec_3"]
+    assert "answer_units_halfvec_3" in plan

@@ -4,6 +4,7 @@ small scope among many units of another is still found, and every dimension gets
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from cache_kit import DIM, Store, make_unit, toward
 
 from store.cache import CacheLimits, Hit, PostgresAnswerCache
@@ -41,7 +42,7 @@ def test_a_small_scope_among_many_units_of_another_is_found_through_the_index(
         rows = conn.execute(
             "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema()"
             " AND indexname = %s",
-            (f"answer_units_hnsw_{DIM}",),
+            (f"answer_units_halfvec_{DIM}",),
         ).fetchall()
     assert len(rows) == 1 and "hnsw" in rows[0]["indexdef"]
 
@@ -65,3 +66,65 @@ def test_serving_a_cached_answer_leaves_its_row_and_vector_index_unwritten(db: D
         after = conn.execute("SELECT xmin::text AS v FROM answer_units").fetchone()
     assert before == after
     assert cache.stats()["hits"] == 4
+
+
+def test_an_embedder_of_3072_dimensions_is_searched_through_an_index(db: Database) -> None:
+    # OpenAI's text-embedding-3-large: past the 2,000 dimensions pgvector indexes at full
+    # precision, within the 4,000 it indexes at half.
+    wide = 3072
+    store = Store(db)
+    store.artifact("confluence:1", scope_key="ENG")
+    cache = PostgresAnswerCache(db, exact_scan_limit=0)
+    rng = np.random.default_rng(5)
+
+    def unit_vector(v: np.ndarray) -> np.ndarray:
+        return (v / np.linalg.norm(v)).astype(np.float32)
+
+    for i in range(30):
+        cache.put(
+            make_unit(f"engineering question {i}", scope=ENG), unit_vector(rng.normal(size=wide))
+        )
+    asked = unit_vector(rng.normal(size=wide))
+    unit = make_unit("how do I rotate the deploy key", scope=ENG)
+    cache.put(unit, asked)
+    paraphrase = unit_vector(asked + 0.2 * unit_vector(rng.normal(size=wide)))
+    found = cache.lookup("how can I rotate the deploy key", ENG, paraphrase)
+    assert isinstance(found, Hit), found
+    assert found.unit.unit_id == unit.unit_id
+    assert found.similarity == pytest.approx(float(asked @ paraphrase), abs=1e-5)
+    with db.connection() as conn:
+        row = conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema()"
+            " AND indexname = %s",
+            (f"answer_units_halfvec_{wide}",),
+        ).fetchone()
+    assert row is not None and "halfvec_cosine_ops" in row["indexdef"]
+
+
+def test_vectors_too_wide_for_any_index_are_searched_exactly_and_the_log_says_why(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    wide = 4096  # past pgvector's 4,000-dimension HNSW limit
+    store = Store(db)
+    store.artifact("confluence:1", scope_key="ENG")
+    cache = PostgresAnswerCache(db, exact_scan_limit=0)
+    asked = np.zeros(wide, dtype=np.float32)
+    asked[0] = 1.0
+    unit = make_unit("how do I rotate the deploy key", scope=ENG)
+    cache.put(unit, asked)
+    paraphrase = asked.copy()
+    paraphrase[1] = 0.2
+    with caplog.at_level("WARNING", logger="store.cache"):
+        for _ in range(2):
+            found = cache.lookup("how can I rotate the deploy key", ENG, paraphrase)
+            assert isinstance(found, Hit) and found.unit.unit_id == unit.unit_id
+    warnings = [
+        r.getMessage() for r in caplog.records if "cannot have an HNSW index" in r.getMessage()
+    ]
+    assert len(warnings) == 1 and "4096-dimension" in warnings[0]
+    with db.connection() as conn:
+        row = conn.execute(
+            "SELECT 1 FROM pg_indexes WHERE schemaname = current_schema() AND indexname = %s",
+            (f"answer_units_halfvec_{wide}",),
+        ).fetchone()
+    assert row is None
