@@ -12,6 +12,12 @@ from store.migrate import applied, available, migrate
 from store.schema import EmbedderIdentity, bind_embedder, bound_embedder
 
 
+def _migrate_up_to(db: Database, name: str) -> None:
+    """Apply the migrations before the one called ``name``."""
+    number = next(m.number for m in available() if m.name == name)
+    migrate(db, upto=number - 1)
+
+
 def _tables(db: Database) -> set[str]:
     with db.connection() as conn:
         rows = conn.execute(
@@ -147,8 +153,7 @@ def test_the_source_registry_migration_admits_any_source_name_and_change_intents
 def test_cached_answers_keep_their_serve_history_and_eviction_order_across_0012(
     fresh_schema: Database,
 ) -> None:
-    number = next(m.number for m in available() if m.name == "answer_unit_use")
-    migrate(fresh_schema, upto=number - 1)
+    _migrate_up_to(fresh_schema, "answer_unit_use")
     insert = (
         "INSERT INTO answer_units (unit_id, scope_key, question_norm, body, embedding, dim, "
         "created_at, served_at, served_count, used_at, size_bytes) VALUES "
@@ -181,11 +186,10 @@ def test_cached_answers_keep_their_serve_history_and_eviction_order_across_0012(
     assert not columns & {"served_at", "served_count", "used_at"}
 
 
-def test_0013_replaces_the_cache_vector_index_with_a_half_precision_one_the_lookup_uses(
+def test_0013_replaces_the_cache_vector_index_with_a_half_precision_one_queries_use(
     fresh_schema: Database,
 ) -> None:
-    number = next(m.number for m in available() if m.name == "answer_units_halfvec_index")
-    migrate(fresh_schema, upto=number - 1)
+    _migrate_up_to(fresh_schema, "answer_units_halfvec_index")
     insert = (
         "INSERT INTO answer_units (unit_id, scope_key, question_norm, body, embedding, dim, "
         "created_at, size_bytes) VALUES (%s, '*', %s, %s, %s::vector, 3, now(), 100)"

@@ -15,6 +15,16 @@ ENG = Scope.parse("confluence:ENG")
 HR = Scope.parse("confluence:HR")
 
 
+def _index_definition(db: Database, name: str) -> str | None:
+    with db.connection() as conn:
+        row = conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema()"
+            " AND indexname = %s",
+            (name,),
+        ).fetchone()
+    return None if row is None else str(row["indexdef"])
+
+
 def _noise(rng: np.random.Generator) -> np.ndarray:
     v = rng.normal(size=DIM).astype(np.float32)
     return v / np.linalg.norm(v)
@@ -38,13 +48,8 @@ def test_a_small_scope_among_many_units_of_another_is_found_through_the_index(
     found = cache.lookup("where can I find the payslip", HR, toward(0, 0.97, away=2))
     assert isinstance(found, Hit), found
     assert found.unit.unit_id == hr_unit.unit_id
-    with db.connection() as conn:
-        rows = conn.execute(
-            "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema()"
-            " AND indexname = %s",
-            (f"answer_units_halfvec_{DIM}",),
-        ).fetchall()
-    assert len(rows) == 1 and "hnsw" in rows[0]["indexdef"]
+    definition = _index_definition(db, f"answer_units_halfvec_{DIM}")
+    assert definition is not None and "hnsw" in definition
 
 
 def test_serving_a_cached_answer_leaves_its_row_and_vector_index_unwritten(db: Database) -> None:
@@ -92,13 +97,8 @@ def test_an_embedder_of_3072_dimensions_is_searched_through_an_index(db: Databas
     assert isinstance(found, Hit), found
     assert found.unit.unit_id == unit.unit_id
     assert found.similarity == pytest.approx(float(asked @ paraphrase), abs=1e-5)
-    with db.connection() as conn:
-        row = conn.execute(
-            "SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema()"
-            " AND indexname = %s",
-            (f"answer_units_halfvec_{wide}",),
-        ).fetchone()
-    assert row is not None and "halfvec_cosine_ops" in row["indexdef"]
+    definition = _index_definition(db, f"answer_units_halfvec_{wide}")
+    assert definition is not None and "halfvec_cosine_ops" in definition
 
 
 def test_vectors_too_wide_for_any_index_are_searched_exactly_and_the_log_says_why(
@@ -122,9 +122,4 @@ def test_vectors_too_wide_for_any_index_are_searched_exactly_and_the_log_says_wh
         r.getMessage() for r in caplog.records if "cannot have an HNSW index" in r.getMessage()
     ]
     assert len(warnings) == 1 and "4096-dimension" in warnings[0]
-    with db.connection() as conn:
-        row = conn.execute(
-            "SELECT 1 FROM pg_indexes WHERE schemaname = current_schema() AND indexname = %s",
-            (f"answer_units_halfvec_{wide}",),
-        ).fetchone()
-    assert row is None
+    assert _index_definition(db, f"answer_units_halfvec_{wide}") is None
