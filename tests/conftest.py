@@ -15,8 +15,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
+from fakes.real_processes import own_database
 
 from store.db import Database, start_embedded
 from store.migrate import migrate
@@ -59,13 +59,8 @@ def db(fresh_schema: Database) -> Database:
 def database_url(pg_url: str) -> Iterator[str]:
     """A database of its own on the test server, for processes that use the public schema
     as production does (the CLI in a subprocess)."""
-    name = f"db_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base, _, query = pg_url.partition("?")
-    yield f"{base.rsplit('/', 1)[0]}/{name}" + (f"?{query}" if query else "")
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    with own_database(pg_url) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from fakes.atlassian import FakeConfluence, FakeIssue, FakeJira, FakePage
+from fakes.real_processes import KbProcess, World, world
 from fakes.slack_api import Call
-from faults.real_processes import KbProcess, World, world
 
 from core.errors import SettingsError
 from sync._atlassian import http_options

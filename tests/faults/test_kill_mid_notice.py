@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from fakes.anthropic_api import FakeMessagesAPI, fake_anthropic, text
-from faults.real_processes import World, world
+from fakes.real_processes import World, world
 
 QUESTION = "How do I connect to the VPN on Windows?"
 THREADS = ("100.1", "200.1", "300.1")

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from faults.real_processes import World, world
+from fakes.real_processes import World, world
 
 PAGES = 40
 FIRST_GROUP = 32  # the engine commits pages in groups of 32 (SyncEngine group_pages)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from faults.real_processes import World, world
+from fakes.real_processes import World, world
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 from fakes.anthropic_api import FakeMessagesAPI, fake_anthropic, overloaded, text, unauthorized
-from faults.real_processes import KbProcess, World, world
+from fakes.real_processes import KbProcess, World, world
 
 from bot.fallback import FALLBACK_LABEL, OPERATOR_FAULT_TEXT
 

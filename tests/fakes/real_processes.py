@@ -1,4 +1,5 @@
-"""Real ``kb daemon`` / ``kb bot`` processes for the fault scenarios, and what they share.
+"""Real ``kb daemon`` / ``kb bot`` processes for the fault scenarios and the deployment test,
+and what they share.
 
 Each process is ``python -m kb.cli <command>`` with its own environment and log file, on a
 database of its own on the test Postgres; Slack, Confluence and the Messages API are the fakes
@@ -26,11 +27,11 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+
 from fakes.atlassian import FAKE_EMAIL, FAKE_TOKEN, FakeConfluence, FakeJira
 from fakes.http import Request, Response
 from fakes.slack_api import SECRET as SLACK_SECRET
 from fakes.slack_api import Call, FakeSlack, signed_mention
-
 from sync._webhook_auth import sign
 
 WEBHOOK_SECRET = "a-webhook-secret-long-enough-0123456789"
