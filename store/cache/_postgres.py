@@ -121,6 +121,7 @@ class PostgresAnswerCache(CacheCore):
         self._lock_timeout = lock_timeout
         self._exact_scan_limit = exact_scan_limit
         self._indexed: set[int] = set()
+        self._unindexable: set[int] = set()  # dimensions already warned about
         self._iterative = self._db.supports_iterative_scan()
         # (scope, dim) -> until when it is known to be large: a scope of thousands of units
         # does not shrink below the exact-scan limit in seconds, and the index path is correct
@@ -165,11 +166,23 @@ class PostgresAnswerCache(CacheCore):
         with self._db.connection(autocommit=True) as conn:
             return self._read_candidate(conn, UNIT_EXACT, (scope_key, normalised))
 
-    def _ensure_index(self, dim: int) -> None:
+    def _ensure_index(self, dim: int) -> bool:
         """The HNSW index for vectors of ``dim`` dimensions (one per embedder the cache has
-        seen), created on first use; concurrent processes create it once."""
+        seen), created on first use; concurrent processes create it once. False when no index
+        can exist (past pgvector's limit: such vectors are always searched exactly)."""
         if dim in self._indexed:
-            return
+            return True
+        if dim > INDEXED_DIMS_MAX:
+            if dim not in self._unindexable:
+                self._unindexable.add(dim)  # said once per process
+                log.warning(
+                    "answer cache: %d-dimension question vectors cannot have an HNSW index "
+                    "(pgvector's limit is %d); every lookup scans its scope, which slows as "
+                    "the cache grows: choose an embedder of at most %d dimensions, or "
+                    "KB_CACHE=disk",
+                    dim, INDEXED_DIMS_MAX, INDEXED_DIMS_MAX,
+                )  # fmt: skip
+            return False
         name = INDEX_NAME.format(dim=dim)
         with self._db.connection() as conn:
             if conn.execute(INDEX_EXISTS, (name,)).fetchone() is None:
@@ -178,6 +191,7 @@ class PostgresAnswerCache(CacheCore):
                 )
                 conn.execute(CREATE_INDEX.format(name=name, dim=dim))
         self._indexed.add(dim)
+        return True
 
     def _reads(
         self, scope_key: str, normalised: str, query: Vectors, cutoff: float
@@ -199,17 +213,7 @@ class PostgresAnswerCache(CacheCore):
 
     def _nearest(self, scope_key: str, query: Vectors, cutoff: float) -> list[Candidate] | None:
         dim = int(query.shape[0])
-        indexable = dim <= INDEXED_DIMS_MAX  # past it pgvector has no HNSW: always exact
-        if indexable:
-            self._ensure_index(dim)
-        elif dim not in self._indexed:
-            self._indexed.add(dim)  # said once per process
-            log.warning(
-                "answer cache: %d-dimension question vectors cannot have an HNSW index "
-                "(pgvector's limit is %d); every lookup scans its scope, which slows as the "
-                "cache grows: choose an embedder of at most %d dimensions, or KB_CACHE=disk",
-                dim, INDEXED_DIMS_MAX, INDEXED_DIMS_MAX,
-            )  # fmt: skip
+        indexable = self._ensure_index(dim)
         with self._db.connection() as conn:
             large = self._known_large(scope_key, dim)
             if not large:
